@@ -1,0 +1,53 @@
+# The two commands of the README: `make up` runs everything, `make test` runs every check.
+# Both install what they need first (a virtualenv, Monaco from npm, Chromium for browser tests).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+WEB_STAMP := web/node_modules/.installed
+
+.PHONY: up test check lint typecheck pytest install web browser clean
+
+up: $(PY_STAMP) $(WEB_STAMP)
+	$(BIN)/tokenrelay up
+
+test: check
+
+check: lint typecheck pytest
+
+install: $(PY_STAMP) $(WEB_STAMP)
+
+$(PY_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	npm ci --prefix web --no-audit --no-fund
+	touch $@
+
+web: $(WEB_STAMP)
+
+# Browser tests drive Debian's Chromium through Playwright (never Playwright's own download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+	  else \
+	    echo "browser tests need Chromium: run 'sudo apt-get install chromium fonts-noto-cjk', then 'make test' again" >&2; exit 1; \
+	  fi; }
+
+lint: $(PY_STAMP)
+	$(BIN)/ruff check service worker simulator tests bench
+	$(BIN)/ruff format --check service worker simulator
+
+typecheck: $(PY_STAMP)
+	$(BIN)/mypy --strict service worker simulator
+
+pytest: $(PY_STAMP) $(WEB_STAMP) browser
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) web/node_modules .mypy_cache .ruff_cache .pytest_cache test-output

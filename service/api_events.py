@@ -1,0 +1,102 @@
+"""``GET /v1/jobs/{id}/events``: the job's events as Server-Sent Events, resumable."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from service.api_jobs import job_id_from
+from service.auth import require_viewer
+from service.errors import BadRequest, NotFound, Unavailable
+from service.events import ZERO_ID, StreamId, parse_stream_id
+from service.frames import retry_frame
+from service.keys import job_record_key
+from service.scripts import as_text
+from service.state import STATE
+from service.viewer_stream import stream_to_viewer
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+# aiohttp-sse's own ping task writes on a fixed timer even while data flows; the viewer loop
+# pings instead, only after ``ping_seconds`` without data, so the library's timer is parked.
+_PARKED_PING_SECONDS = 10**9
+
+
+def resume_position(request: web.Request) -> tuple[StreamId, str | None]:
+    """Where the client resumes: ``Last-Event-ID`` header, else ``?last_event_id=``."""
+    for source, value in (
+        ("header", request.headers.get("Last-Event-ID")),
+        ("query", request.query.get("last_event_id")),
+    ):
+        if value:
+            try:
+                return parse_stream_id(value.strip()), source
+            except ValueError:
+                raise BadRequest(
+                    f"Last-Event-ID {value[:64]!r} is not an event id of this service "
+                    "(expected <ms>-<seq>)",
+                    code="invalid_last_event_id",
+                ) from None
+    return ZERO_ID, None
+
+
+@routes.get("/v1/jobs/{job_id}/events")
+async def events(request: web.Request) -> web.StreamResponse:
+    """Replay after the client's position, then follow live until the terminal event."""
+    state = request.app[STATE]
+    job_id = job_id_from(request)
+    require_viewer(request, state.settings, state.tokens, job_id)
+    position, source = resume_position(request)
+    if state.shutting_down:
+        raise Unavailable("the gateway is shutting down; reconnect", code="shutting_down")
+    status, terminal_id = await state.redis.hmget(job_record_key(job_id), "status", "terminal_id")
+    if status is None:
+        raise NotFound(f"no job {job_id!r} (unknown, or expired after its retention)",
+                       code="job_not_found")  # fmt: skip
+    if source is not None:
+        state.metrics.resumes.labels(source).inc()
+    if terminal_id is not None and position >= parse_stream_id(as_text(terminal_id)):
+        state.metrics.no_content.inc()
+        return web.Response(status=204)
+
+    response = EventSourceResponse(
+        ping_interval=_PARKED_PING_SECONDS, send_timeout=state.settings.send_timeout_seconds
+    )
+    await response.prepare(request)
+    send_timeout = state.settings.send_timeout_seconds
+
+    async def write(data: bytes) -> None:
+        async with asyncio.timeout(send_timeout):
+            await response.write(data)
+        state.metrics.bytes_sent.inc(len(data))
+
+    state.metrics.viewers.inc()
+    reason = "client_gone"
+    try:
+        await write(retry_frame(state.settings.sse_retry_ms))
+        outcome = await stream_to_viewer(
+            state.redis,
+            state.hub,
+            job_id,
+            position,
+            write,
+            ping_seconds=state.settings.ping_seconds,
+        )
+        reason = outcome.reason
+    except TimeoutError:
+        reason = "send_timeout"
+        if request.transport is not None:
+            request.transport.abort()
+    except ConnectionResetError:
+        reason = "client_gone"
+    finally:
+        state.metrics.viewers.dec()
+        state.metrics.streams_ended.labels(reason).inc()
+        response.stop_streaming()
+    log.debug("viewer stream ended", extra={"job_id": job_id, "reason": reason})
+    return response

@@ -1,0 +1,131 @@
+"""``/v1/jobs``: submit, read and cancel jobs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from service.auth import require_api_key, require_viewer
+from service.errors import BadRequest, Conflict, NotFound
+from service.events import QUEUED
+from service.jobs import JobRecord, is_job_id, now_ms, parse_job_request
+from service.keys import job_keys, job_output_key, job_record_key
+from service.scripts import as_text
+from service.state import STATE, GatewayState
+from service.submit import submit_job
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+
+def job_id_from(request: web.Request) -> str:
+    """The path's job id, checked for shape before it reaches a Redis key."""
+    job_id = request.match_info["job_id"]
+    if not is_job_id(job_id):
+        raise NotFound(f"no job {job_id!r}", code="job_not_found")
+    return job_id
+
+
+def _links(state: GatewayState, job_id: str) -> dict[str, Any]:
+    token = state.tokens.issue(job_id)
+    return {
+        "events_url": f"/v1/jobs/{job_id}/events?token={token}",
+        "job_url": f"/v1/jobs/{job_id}",
+        "viewer_token": token,
+    }
+
+
+async def _read_json(request: web.Request) -> object:
+    if request.content_type not in ("application/json", "application/octet-stream", ""):
+        raise BadRequest("send the job as JSON (Content-Type: application/json)",
+                         code="unsupported_media_type")  # fmt: skip
+    body = await request.read()  # bounded by the app's client_max_size
+    if not body:
+        raise BadRequest("the body is empty; send a JSON object", code="invalid_json")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    value = request.headers.get("Idempotency-Key")
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 255 or not value.isprintable():
+        raise BadRequest("Idempotency-Key must be 1 to 255 printable characters",
+                         code="invalid_idempotency_key")  # fmt: skip
+    return value
+
+
+@routes.post("/v1/jobs")
+async def submit(request: web.Request) -> web.Response:
+    """Accept a generation job: 202 with its id, events URL and viewer token."""
+    state = request.app[STATE]
+    owner = require_api_key(request, state.settings)
+    idempotency = _idempotency_key(request)
+    job_request = parse_job_request(await _read_json(request), state.settings)
+    job = await submit_job(
+        state.redis, state.scripts, state.settings, job_request,
+        idempotency_key_value=idempotency, owner=owner,
+    )  # fmt: skip
+    status = QUEUED
+    if job.created:
+        state.metrics.jobs_submitted.inc()
+        log.info("job submitted", extra={"job_id": job.id, "owner": owner})
+    else:
+        stored = await state.redis.hget(job_record_key(job.id), "status")
+        status = as_text(stored) if stored is not None else QUEUED
+    body = {"id": job.id, "status": status, **_links(state, job.id)}
+    headers = {"Location": f"/v1/jobs/{job.id}"}
+    if not job.created:
+        headers["Idempotent-Replayed"] = "true"
+    return web.json_response(body, status=202, headers=headers)
+
+
+@routes.get("/v1/jobs/{job_id}")
+async def get_job(request: web.Request) -> web.Response:
+    """The job's record and its output so far."""
+    state = request.app[STATE]
+    job_id = job_id_from(request)
+    require_viewer(request, state.settings, state.tokens, job_id)
+    async with state.redis.pipeline(transaction=True) as pipe:
+        pipe.hgetall(job_record_key(job_id))
+        pipe.get(job_output_key(job_id))
+        raw, output = await pipe.execute()
+    if not raw:
+        raise NotFound(f"no job {job_id!r} (unknown, or expired after its retention)",
+                       code="job_not_found")  # fmt: skip
+    record = JobRecord.from_hash(raw)
+    text = bytes(output or b"").decode("utf-8")
+    return web.json_response(
+        record.to_api(output=text, viewers=state.hub.viewer_count(job_id)),
+        dumps=lambda obj: orjson.dumps(obj).decode(),
+    )
+
+
+@routes.delete("/v1/jobs/{job_id}")
+async def cancel_job(request: web.Request) -> web.Response:
+    """Cancel: viewers get ``cancelled`` now; the worker closes its upstream call."""
+    state = request.app[STATE]
+    require_api_key(request, state.settings)
+    job_id = job_id_from(request)
+    reply = await state.scripts.cancel_job(
+        keys=job_keys(job_id), args=[now_ms(), state.settings.retention_seconds],
+        client=state.redis,
+    )  # fmt: skip
+    outcome = as_text(reply[0])
+    if outcome == "missing":
+        raise NotFound(f"no job {job_id!r}", code="job_not_found")
+    if outcome == "terminal":
+        status = as_text(reply[1])
+        if status != "cancelled":
+            raise Conflict(f"the job already ended ({status})", code="job_finished")
+    else:
+        state.metrics.jobs_cancelled.inc()
+        log.info("job cancelled", extra={"job_id": job_id})
+    return web.json_response({"id": job_id, "status": "cancelled"})

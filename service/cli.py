@@ -1,0 +1,139 @@
+"""The ``tokenrelay`` command. Exit codes and ``sys.exit`` live here and nowhere else."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from pydantic import ValidationError
+
+from service.errors import TokenRelayError
+from service.log_setup import configure_logging
+from service.settings import Settings
+
+# Flags that override settings: flag name -> settings field.
+_OVERRIDES = {
+    "host": "host",
+    "port": "port",
+    "redis_url": "redis_url",
+    "upstream_url": "upstream_url",
+    "model": "model",
+    "concurrency": "worker_concurrency",
+}
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, *names: str) -> None:
+    helps = {
+        "host": "address to listen on (TOKENRELAY_HOST)",
+        "port": "port to listen on (TOKENRELAY_PORT)",
+        "redis_url": "Redis URL (TOKENRELAY_REDIS_URL)",
+        "upstream_url": "upstream base URL, e.g. https://api.openai.com/v1",
+        "model": "default model (TOKENRELAY_MODEL)",
+        "concurrency": "jobs run at once (TOKENRELAY_WORKER_CONCURRENCY)",
+    }
+    for name in names:
+        kind: type = int if name in ("port", "concurrency") else str
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=helps[name])
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        field: getattr(args, flag)
+        for flag, field in _OVERRIDES.items()
+        if getattr(args, flag, None) is not None
+    }
+
+
+def load_settings(overrides: dict[str, Any]) -> Settings:
+    """Settings from the environment, ``.env`` and flags; a bad value is a clear message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = ["tokenrelay: invalid configuration:"]
+        for error in exc.errors(include_url=False, include_input=False):
+            name = "TOKENRELAY_" + "_".join(str(p) for p in error["loc"]).upper()
+            lines.append(f"  {name}: {error['msg']}")
+        raise SystemExit("\n".join(lines)) from None
+
+
+def _run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    try:
+        import uvloop
+
+        uvloop.run(runner())
+    except ImportError:
+        asyncio.run(runner())
+
+
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    from service.gateway_main import serve_gateway
+
+    settings = load_settings(_overrides(args))
+    configure_logging(settings.log_level, process="gateway")
+    _run_until_signal(lambda stop: serve_gateway(settings, stop))
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from worker.main import serve_worker
+
+    settings = load_settings(_overrides(args))
+    configure_logging(settings.log_level, process="worker")
+    _run_until_signal(lambda stop: serve_worker(settings, stop))
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from service.up import run_up
+
+    overrides = _overrides(args)
+    settings = load_settings(overrides)
+    env = {f"TOKENRELAY_{field.upper()}": str(value) for field, value in overrides.items()}
+    return run_up(settings, env)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: ``tokenrelay {up,gateway,worker,simulate-upstream}``."""
+    from simulator.cli import add_parser as add_simulator
+
+    parser = argparse.ArgumentParser(
+        prog="tokenrelay", description="Stream LLM code generations to any number of viewers."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="run Redis, gateway, worker (and a simulated upstream)")
+    _add_setting_flags(up, "host", "port", "redis_url", "upstream_url", "model")
+    up.set_defaults(func=_cmd_up)
+    gateway = commands.add_parser("gateway", help="serve the HTTP API, SSE streams and the page")
+    _add_setting_flags(gateway, "host", "port", "redis_url")
+    gateway.set_defaults(func=_cmd_gateway)
+    worker = commands.add_parser("worker", help="run jobs from the queue against the upstream")
+    _add_setting_flags(worker, "redis_url", "upstream_url", "model", "concurrency")
+    worker.set_defaults(func=_cmd_worker)
+    add_simulator(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``tokenrelay`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except TokenRelayError as exc:
+        print(f"tokenrelay: {exc.message}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Submitting jobs: create the record and first event, then enqueue. Used by the gateway and by
+backends that submit from Python without holding an HTTP connection.
+
+Queue entry format (``XADD tr:queue * ...``), for backends that write to Redis directly:
+
+- ``job`` = an existing job id whose record was created with :func:`create_job`, or
+- ``request`` = the job request as JSON (same fields as ``POST /v1/jobs``) and optionally
+  ``job`` = the id to create it under; the worker validates it and creates the record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import orjson
+from redis.asyncio import Redis
+
+from service.errors import Conflict
+from service.events import QUEUED
+from service.jobs import JobRequest, new_job_id, now_ms
+from service.keys import idempotency_key, job_keys, queue_key
+from service.scripts import Scripts, as_text
+from service.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class SubmittedJob:
+    """The outcome of a submit; ``created`` is false when an idempotent retry found the job."""
+
+    id: str
+    created: bool
+
+
+def _model_for(request: JobRequest, settings: Settings) -> str:
+    return request.model or settings.model
+
+
+async def create_job(
+    redis: Redis, scripts: Scripts, settings: Settings, request: JobRequest, job_id: str
+) -> bool:
+    """Create the job's record and its ``status: queued`` event; false if it already exists."""
+    fields: list[str | int] = [
+        "id", job_id,
+        "status", QUEUED,
+        "created_at", now_ms(),
+        "model", _model_for(request, settings),
+        "language", request.language or "",
+        "request", request.model_dump_json(exclude_none=True),
+    ]  # fmt: skip
+    status_data = orjson.dumps({"status": QUEUED, "attempt": 0}).decode()
+    ttl = max(settings.retention_seconds, settings.unfinished_job_seconds)
+    created = await scripts.create_job(
+        keys=job_keys(job_id), args=[ttl, status_data, *fields], client=redis
+    )
+    return created is not None
+
+
+async def enqueue(redis: Redis, job_id: str) -> None:
+    """Put an existing job on the queue (a retried XADD at worst enqueues it twice, which the
+    worker detects)."""
+    await redis.xadd(queue_key(), {"job": job_id})
+
+
+async def submit_job(
+    redis: Redis,
+    scripts: Scripts,
+    settings: Settings,
+    request: JobRequest,
+    *,
+    idempotency_key_value: str | None = None,
+    owner: str = "",
+) -> SubmittedJob:
+    """Create and enqueue a job; with an idempotency key, a repeat returns the first job.
+
+    A repeat with the same key but a different request is a :class:`Conflict`.
+    """
+    job_id = new_job_id()
+    idem_key: str | None = None
+    if idempotency_key_value is not None:
+        idem_key, claimed = await _claim_idempotency(
+            redis, settings, owner, idempotency_key_value, request, job_id
+        )
+        if claimed is not None:
+            return SubmittedJob(id=claimed, created=False)
+    try:
+        await create_job(redis, scripts, settings, request, job_id)
+        await enqueue(redis, job_id)
+    except BaseException:
+        if idem_key is not None:
+            await redis.delete(idem_key)
+        raise
+    return SubmittedJob(id=job_id, created=True)
+
+
+async def _claim_idempotency(
+    redis: Redis,
+    settings: Settings,
+    owner: str,
+    key_value: str,
+    request: JobRequest,
+    job_id: str,
+) -> tuple[str, str | None]:
+    """Reserve the key for ``job_id``; return the job id a previous submit stored, if any."""
+    digest = hashlib.sha256(f"{owner}\0{key_value}".encode()).hexdigest()
+    body_digest = hashlib.sha256(request.model_dump_json().encode()).hexdigest()[:32]
+    key = idempotency_key(digest)
+    stored = f"{job_id}:{body_digest}"
+    if await redis.set(key, stored, nx=True, ex=settings.idempotency_seconds):
+        return key, None
+    previous = await redis.get(key)
+    if previous is None:  # expired between the two calls: treat as new
+        await redis.set(key, stored, ex=settings.idempotency_seconds)
+        return key, None
+    previous_id, _, previous_digest = as_text(previous).partition(":")
+    if previous_digest != body_digest:
+        raise Conflict(
+            "this Idempotency-Key was used with a different request", code="idempotency_conflict"
+        )
+    return key, previous_id

@@ -1,0 +1,144 @@
+"""One viewer's stream: replay from Redis after its position, then the shared live feed.
+
+The hand-over is exact because the viewer joins the feed *before* replaying: the feed
+reports its cursor ``C`` at that instant and delivers every batch after ``C`` to the viewer.
+The viewer replays ``(position, C]`` from Redis, then takes the feed's batches, skipping
+what it already has and splitting a batch that straddles its position. Its position only
+moves forward, so nothing is sent twice and nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from service.events import RESET, ZERO_ID, StreamId, format_stream_id
+from service.fanout import Batch, FeedHub, Viewer
+from service.frames import PING, encode, entries_from_reply, frame
+from service.keys import job_events_key
+
+log = logging.getLogger(__name__)
+
+REPLAY_PAGE = 1000
+
+Write = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class StreamOutcome:
+    """How a viewer's stream ended, for logs and metrics."""
+
+    reason: str  # "terminal", "slow_viewer", "shutdown", "feed_ended"
+    events_bytes: int
+
+
+async def position_known(redis: Redis, job_id: str, position: StreamId) -> bool:
+    """Whether the job's stream holds the entry a viewer resumes after."""
+    if position == ZERO_ID:
+        return True
+    text = format_stream_id(position)
+    return bool(await redis.xrange(job_events_key(job_id), text, text, count=1))
+
+
+async def stream_to_viewer(
+    redis: Redis,
+    hub: FeedHub,
+    job_id: str,
+    position: StreamId,
+    write: Write,
+    *,
+    ping_seconds: float,
+) -> StreamOutcome:
+    """Send the viewer every event after ``position`` until the job's terminal event."""
+    sent = 0
+
+    async def send(data: bytes) -> None:
+        nonlocal sent
+        sent += len(data)
+        await write(data)
+
+    if not await position_known(redis, job_id, position):
+        # The position is not in the stream (lost in Redis, or never there): say so, and
+        # replay the whole job after an explicit reset instead of leaving a silent gap.
+        await send(frame(position, RESET, b'{"attempt":0,"reason":"unknown_position"}'))
+        position = ZERO_ID
+    viewer, cursor, cursor_is_terminal = await hub.subscribe(job_id)
+    try:
+        if position < cursor:
+            finished = await _replay(redis, job_id, position, cursor, send)
+            position = cursor
+            if finished:
+                return StreamOutcome("terminal", sent)
+        elif cursor_is_terminal:
+            return StreamOutcome("terminal", sent)
+        return await _follow(viewer, position, send, ping_seconds, lambda: sent)
+    finally:
+        hub.unsubscribe(viewer)
+
+
+async def _replay(redis: Redis, job_id: str, after: StreamId, until: StreamId, send: Write) -> bool:
+    """Send entries ``(after, until]`` merged; true if the job's terminal entry was among them."""
+    key = job_events_key(job_id)
+    start = after
+    end = format_stream_id(until)
+    while start < until:
+        raw = await redis.xrange(key, f"({format_stream_id(start)}", end, count=REPLAY_PAGE)
+        entries = entries_from_reply(raw)
+        if not entries:
+            return False
+        await send(encode(entries))
+        if entries[-1].terminal:
+            return True
+        start = entries[-1].id
+    return False
+
+
+async def _follow(
+    viewer: Viewer,
+    position: StreamId,
+    send: Write,
+    ping_seconds: float,
+    sent: Callable[[], int],
+) -> StreamOutcome:
+    """Write the feed's batches after ``position``; ping only when no data has flowed."""
+    while True:
+        if not viewer.batches and not viewer.overflowed and viewer.closed_reason is None:
+            viewer.wake.clear()
+            try:
+                await asyncio.wait_for(viewer.wake.wait(), timeout=ping_seconds)
+            except TimeoutError:
+                await send(PING)
+                continue
+        if viewer.overflowed:
+            return StreamOutcome("slow_viewer", sent())
+        chunks: list[bytes] = []
+        terminal = False
+        while viewer.batches:
+            batch = viewer.batches.popleft()
+            data = _after(batch, position)
+            if data:
+                chunks.append(data)
+            position = max(position, batch.last)
+            if batch.terminal:
+                terminal = True
+                break
+        if chunks:
+            # A viewer's pending frames go out in one write.
+            await send(b"".join(chunks))
+        if terminal:
+            return StreamOutcome("terminal", sent())
+        if viewer.closed_reason is not None and not viewer.batches:
+            return StreamOutcome(viewer.closed_reason, sent())
+
+
+def _after(batch: Batch, position: StreamId) -> bytes:
+    """The part of ``batch`` after ``position``: the shared frames in the common case."""
+    if position <= batch.prev:
+        return batch.frames
+    if position >= batch.last:
+        return b""
+    return encode([entry for entry in batch.entries if entry.id > position])

@@ -1,0 +1,199 @@
+"""Running one delivered job: attempts against the upstream, retries, and the terminal event."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.backoff import EqualJitterBackoff
+
+from service.errors import Fenced, JobCancelled, UpstreamError
+from service.events import DONE, FAILED
+from service.jobs import JobRecord, now_ms
+from service.keys import job_keys, job_record_key
+from service.scripts import Scripts, as_text
+from service.settings import Settings
+from worker.prompts import build_messages
+from worker.upstream import ChatRequest, Finished, TextDelta, UpstreamClient, UsageReport
+from worker.writer import AttemptWriter
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(Enum):
+    """What the runner does with the queue entry after a job run."""
+
+    ACK = "ack"  # the job is terminal (or not ours to run): remove the entry
+    KEEP = "keep"  # another worker owns the job now, or we hand it back: leave the entry
+
+
+@dataclass(slots=True)
+class JobContext:
+    """What every job run needs from its worker process."""
+
+    redis: Redis
+    scripts: Scripts
+    settings: Settings
+    upstream: UpstreamClient
+    worker_id: str
+
+
+@dataclass(slots=True)
+class RunningJob:
+    """A job this process is running; the runner's monitors read and stop it through this."""
+
+    job_id: str
+    entry_id: str
+    attempt: int = 0
+    stop_reason: str | None = None
+    task: asyncio.Task[Any] | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    def stop(self, reason: str) -> None:
+        """Ask the run to end now (cancelled job, lost lease, shutdown)."""
+        if self.stop_reason is None and self.task is not None:
+            self.stop_reason = reason
+            self.task.cancel()
+
+
+@dataclass(slots=True)
+class AttemptResult:
+    finish_reason: str
+    usage: dict[str, Any] | None
+
+
+async def run_job(ctx: JobContext, job: RunningJob) -> Outcome:
+    """Run ``job`` to a terminal event or until it is no longer ours; never raises for the job's
+    own failures (those become a ``failed`` event)."""
+    try:
+        return await _run(ctx, job)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if job.stop_reason is None or task is None or task.cancelling() > 1:
+            raise
+        task.uncancel()
+        log.info(
+            "job stopped",
+            extra={"job_id": job.job_id, "attempt": job.attempt, "reason": job.stop_reason},
+        )
+        return Outcome.ACK if job.stop_reason == "ended" else Outcome.KEEP
+    except Fenced:
+        log.warning("job fenced: another worker runs it now", extra={"job_id": job.job_id})
+        return Outcome.KEEP
+    except JobCancelled:
+        return Outcome.ACK
+
+
+async def _run(ctx: JobContext, job: RunningJob) -> Outcome:
+    reply = await _start_attempt(ctx, job, expected="", reason="redelivered")
+    if reply is not None:
+        return reply
+    record = JobRecord.from_hash(await ctx.redis.hgetall(job_record_key(job.job_id)))
+    request = record.job_request
+    chat = ChatRequest(
+        model=record.model,
+        messages=build_messages(
+            prompt=request.prompt,
+            messages=[m.model_dump() for m in request.messages] if request.messages else None,
+            language=request.language,
+        ),
+        temperature=request.temperature,
+        max_tokens=request.max_tokens,
+        stop=None,
+    )
+    deadline = time.monotonic() + ctx.settings.upstream_total_timeout * ctx.settings.max_attempts
+    while True:
+        writer = AttemptWriter(ctx.redis, ctx.scripts, ctx.settings, job.job_id, job.attempt)
+        try:
+            result = await _stream_attempt(ctx, job, chat, writer)
+        except UpstreamError as exc:
+            await writer.close()
+            if not _should_retry(ctx.settings, exc, job.attempt, deadline):
+                await _fail(job, writer, exc)
+                return Outcome.ACK
+            delay = _retry_delay(ctx.settings, exc, job.attempt)
+            log.warning(
+                "upstream attempt failed; retrying",
+                extra={"job_id": job.job_id, "attempt": job.attempt, "code": exc.code,
+                       "delay": round(delay, 3)},
+            )  # fmt: skip
+            await asyncio.sleep(delay)
+            reply = await _start_attempt(ctx, job, expected=str(job.attempt), reason=exc.code)
+            if reply is not None:
+                return reply
+            continue
+        record_fields: dict[str, Any] = {"finish_reason": result.finish_reason}
+        if result.usage is not None:
+            record_fields["usage"] = result.usage
+        await writer.finish(
+            DONE, {"finish_reason": result.finish_reason, "usage": result.usage}, record_fields
+        )
+        log.info("job done", extra={"job_id": job.job_id, "attempt": job.attempt})
+        return Outcome.ACK
+
+
+async def _start_attempt(
+    ctx: JobContext, job: RunningJob, *, expected: str, reason: str
+) -> Outcome | None:
+    """Start the next attempt (fenced); a non-None outcome means there is nothing to run."""
+    reply = await ctx.scripts.start_attempt(
+        keys=job_keys(job.job_id),
+        args=[
+            ctx.worker_id, now_ms(), expected, ctx.settings.max_deliveries, reason,
+            ctx.settings.retention_seconds, job.entry_id if expected == "" else "",
+        ],
+        client=ctx.redis,
+    )  # fmt: skip
+    outcome = as_text(reply[0])
+    if outcome == "ok":
+        job.attempt = int(reply[1])
+        log.info("attempt started", extra={"job_id": job.job_id, "attempt": job.attempt})
+        return None
+    log.info("job not started", extra={"job_id": job.job_id, "outcome": outcome})
+    if outcome == "fenced":
+        return Outcome.KEEP
+    return Outcome.ACK  # missing, terminal, duplicate entry, or failed after too many deliveries
+
+
+async def _stream_attempt(
+    ctx: JobContext, job: RunningJob, chat: ChatRequest, writer: AttemptWriter
+) -> AttemptResult:
+    finish_reason = "stop"
+    usage: dict[str, Any] | None = None
+    headers = {"X-TokenRelay-Job": job.job_id, "X-TokenRelay-Attempt": str(job.attempt)}
+    async with contextlib.aclosing(ctx.upstream.stream_chat(chat, headers=headers)) as stream:
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                writer.add_token(event.text)
+            elif isinstance(event, Finished):
+                finish_reason = event.finish_reason
+            elif isinstance(event, UsageReport):
+                usage = event.usage
+    await writer.flush()
+    return AttemptResult(finish_reason=finish_reason, usage=usage)
+
+
+def _should_retry(settings: Settings, exc: UpstreamError, attempt: int, deadline: float) -> bool:
+    return exc.retryable and attempt < settings.max_attempts and time.monotonic() < deadline
+
+
+def _retry_delay(settings: Settings, exc: UpstreamError, attempt: int) -> float:
+    backoff = EqualJitterBackoff(cap=settings.retry_max_seconds, base=settings.retry_base_seconds)
+    delay = backoff.compute(attempt)
+    if exc.retry_after is not None:
+        delay = max(delay, min(exc.retry_after, settings.retry_max_seconds))
+    return delay
+
+
+async def _fail(job: RunningJob, writer: AttemptWriter, exc: UpstreamError) -> None:
+    error = {"code": exc.code, "message": exc.message}
+    await writer.finish(FAILED, error, {"error": error, "finish_reason": "error"})
+    log.warning(
+        "job failed", extra={"job_id": job.job_id, "attempt": job.attempt, "code": exc.code}
+    )

@@ -1,0 +1,242 @@
+"""The worker process: takes jobs from the queue's consumer group, runs many at once, keeps
+their leases alive, notices cancels, reclaims jobs of dead workers, and drains on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from service.errors import BadRequest
+from service.events import RUNNING
+from service.jobs import parse_job_request
+from service.keys import QUEUE_GROUP, dead_letter_key, job_record_key, queue_key
+from service.scripts import as_text
+from service.submit import create_job
+from worker.job import JobContext, Outcome, RunningJob, run_job
+
+log = logging.getLogger(__name__)
+
+# Set as the idle time of an entry handed back on shutdown, so any worker reclaims it at once.
+HAND_BACK_IDLE_MS = 10**12
+
+
+def default_worker_id() -> str:
+    """Unique per process, readable in logs and `XINFO CONSUMERS`."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Worker:
+    """Runs up to ``worker_concurrency`` jobs at once from the shared queue."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.redis: Redis = ctx.redis
+        self.running: dict[str, RunningJob] = {}
+        self._stopping = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Work until :meth:`stop` is called, then drain and hand back what is left."""
+        await ensure_group(self.redis)
+        log.info(
+            "worker started",
+            extra={
+                "worker_id": self.ctx.worker_id,
+                "concurrency": self.settings.worker_concurrency,
+            },
+        )
+        loops = [
+            asyncio.create_task(self._supervise("consume", self._consume_loop)),
+            asyncio.create_task(self._supervise("reclaim", self._reclaim_loop)),
+            asyncio.create_task(self._supervise("lease", self._lease_loop)),
+            asyncio.create_task(self._supervise("cancel-watch", self._cancel_loop)),
+        ]
+        await self._stopping.wait()
+        loops[0].cancel()
+        loops[1].cancel()
+        await self._drain()
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        log.info("worker stopped", extra={"worker_id": self.ctx.worker_id})
+
+    def stop(self) -> None:
+        """Stop taking jobs; running ones get the grace period to finish."""
+        self._stopping.set()
+
+    async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Keep a loop alive across Redis outages, with a pause between restarts."""
+        while True:
+            try:
+                await loop()
+                return
+            except RedisError as exc:
+                log.warning("redis error in worker loop; retrying", extra={"loop": name,
+                            "error": str(exc)})  # fmt: skip
+                await asyncio.sleep(1.0)
+
+    async def _consume_loop(self) -> None:
+        while not self._stopping.is_set():
+            free = await self._wait_for_slot()
+            reply: Any = await self.redis.xreadgroup(
+                QUEUE_GROUP, self.ctx.worker_id, {queue_key(): ">"}, count=free, block=2000
+            )
+            for _stream, entries in reply or ():
+                for entry_id, fields in entries:
+                    await self._take(as_text(entry_id), fields)
+
+    async def _reclaim_loop(self) -> None:
+        """Claim entries whose worker stopped renewing its lease (it died or hung)."""
+        lease_ms = int(self.settings.lease_seconds * 1000)
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.settings.lease_seconds / 3)
+            free = await self._wait_for_slot()
+            reply: Any = await self.redis.xautoclaim(
+                queue_key(), QUEUE_GROUP, self.ctx.worker_id, lease_ms, "0-0", count=free
+            )
+            for entry_id, fields in reply[1]:
+                log.warning("reclaimed a job from a silent worker", extra={
+                    "entry_id": as_text(entry_id)})  # fmt: skip
+                await self._take(as_text(entry_id), fields)
+
+    async def _lease_loop(self) -> None:
+        """Renew every running job's lease; a job whose entry was reclaimed elsewhere stops."""
+        while True:
+            await asyncio.sleep(self.settings.lease_seconds / 3)
+            jobs = list(self.running.values())
+            if not jobs:
+                continue
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job in jobs:
+                    await self.ctx.scripts.renew_lease(
+                        keys=[queue_key()],
+                        args=[QUEUE_GROUP, self.ctx.worker_id, job.entry_id],
+                        client=pipe,
+                    )
+                owned = await pipe.execute()
+            for job, still_ours in zip(jobs, owned, strict=True):
+                if not still_ours:
+                    log.warning("lease lost", extra={"job_id": job.job_id, "attempt": job.attempt})
+                    job.stop("lease_lost")
+
+    async def _cancel_loop(self) -> None:
+        """Stop jobs that were cancelled (or taken over) within ``cancel_poll_seconds``."""
+        while True:
+            await asyncio.sleep(self.settings.cancel_poll_seconds)
+            jobs = [job for job in self.running.values() if job.attempt]
+            if not jobs:
+                continue
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job in jobs:
+                    pipe.hmget(job_record_key(job.job_id), "status", "attempt")
+                states = await pipe.execute()
+            for job, (status, attempt) in zip(jobs, states, strict=True):
+                if status is None or as_text(status) != RUNNING:
+                    job.stop("ended")
+                elif int(attempt) != job.attempt:
+                    job.stop("fenced")
+
+    async def _wait_for_slot(self) -> int:
+        await self._slots.acquire()
+        self._slots.release()
+        return max(1, self.settings.worker_concurrency - len(self.running))
+
+    async def _take(self, entry_id: str, fields: dict[Any, Any]) -> None:
+        job_id = await self._job_for_entry(entry_id, fields)
+        if job_id is None:
+            await self._ack(entry_id)
+            return
+        if job_id in self.running:  # a duplicate entry of a job we run already
+            await self._ack(entry_id)
+            return
+        await self._slots.acquire()
+        job = RunningJob(job_id=job_id, entry_id=entry_id)
+        self.running[job_id] = job
+        task = asyncio.create_task(self._run_one(job), name=f"job-{job_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_one(self, job: RunningJob) -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        job.task = current
+        try:
+            outcome = await run_job(self.ctx, job)
+            if outcome is Outcome.ACK:
+                await self._ack(job.entry_id)
+            elif job.stop_reason == "shutdown":
+                await self._hand_back(job.entry_id)
+        except Exception:
+            log.exception(
+                "job run crashed; its entry stays pending for reclaim",
+                extra={"job_id": job.job_id, "attempt": job.attempt},
+            )
+        finally:
+            self.running.pop(job.job_id, None)
+            self._slots.release()
+
+    async def _job_for_entry(self, entry_id: str, fields: dict[Any, Any]) -> str | None:
+        """The job id an entry names, creating the job for a direct ``request`` entry."""
+        job_field = fields.get(b"job")
+        request_field = fields.get(b"request")
+        if request_field is None:
+            if job_field is None:
+                await self._dead_letter(entry_id, fields, "entry has neither `job` nor `request`")
+                return None
+            return as_text(job_field)
+        job_id = as_text(job_field) if job_field else "q" + entry_id.replace("-", "_")
+        try:
+            request = parse_job_request(orjson.loads(request_field), self.settings)
+        except (BadRequest, ValueError) as exc:
+            await self._dead_letter(entry_id, fields, f"invalid request: {exc}")
+            return None
+        await create_job(self.redis, self.ctx.scripts, self.settings, request, job_id)
+        return job_id
+
+    async def _ack(self, entry_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(queue_key(), QUEUE_GROUP, entry_id)
+            pipe.xdel(queue_key(), entry_id)
+            await pipe.execute()
+
+    async def _hand_back(self, entry_id: str) -> None:
+        await self.redis.xclaim(
+            queue_key(), QUEUE_GROUP, self.ctx.worker_id, 0, [entry_id],
+            idle=HAND_BACK_IDLE_MS, justid=True,
+        )  # fmt: skip
+
+    async def _dead_letter(self, entry_id: str, fields: dict[Any, Any], reason: str) -> None:
+        log.error("queue entry dead-lettered", extra={"entry_id": entry_id, "reason": reason})
+        await self.redis.xadd(
+            dead_letter_key(), {**fields, b"entry": entry_id, b"reason": reason}, maxlen=100_000
+        )
+
+    async def _drain(self) -> None:
+        """Give running jobs the grace period, then stop them and hand their entries back."""
+        deadline = time.monotonic() + self.settings.shutdown_grace_seconds
+        while self._tasks and time.monotonic() < deadline:
+            await asyncio.wait(set(self._tasks), timeout=deadline - time.monotonic())
+        for job in list(self.running.values()):
+            job.stop("shutdown")
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5.0)
+
+
+async def ensure_group(redis: Redis) -> None:
+    """Create the queue stream and its consumer group if they do not exist yet."""
+    try:
+        await redis.xgroup_create(queue_key(), QUEUE_GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise

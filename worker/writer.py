@@ -1,0 +1,122 @@
+"""Fenced writes of one attempt's events, with tokens merged over a short window.
+
+Merging cuts Redis commands per token (one XADD per window instead of per token) while the
+text stays exact; every write carries (attempt, seq) so the script applies it at most once
+and only while the attempt is current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from service.errors import Fenced, JobCancelled
+from service.events import TERMINAL, TOKEN
+from service.jobs import now_ms
+from service.keys import job_keys
+from service.scripts import Scripts, as_text
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class AttemptWriter:
+    """Writes the events of one attempt of one job; all writes go through one lock in order."""
+
+    def __init__(
+        self, redis: Redis, scripts: Scripts, settings: Settings, job_id: str, attempt: int
+    ) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        self._settings = settings
+        self._keys = job_keys(job_id)
+        self.job_id = job_id
+        self.attempt = attempt
+        self._seq = 0
+        self._pending: list[str] = []
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._window = settings.token_flush_ms / 1000
+        self._flusher: asyncio.Task[None] | None = None
+        self.failure: BaseException | None = None
+        self.chars = 0
+        self.pieces = 0
+
+    def add_token(self, text: str) -> None:
+        """Queue token text; it is written within the flush window. Raises if writing failed."""
+        if self.failure is not None:
+            raise self.failure
+        self._pending.append(text)
+        self.chars += len(text)
+        self.pieces += 1
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_loop(), name=f"flush-{self.job_id}")
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Write every queued token now."""
+        async with self._lock:
+            await self._write_pending()
+
+    async def finish(self, kind: str, data: dict[str, Any], record: dict[str, Any]) -> None:
+        """Flush, then write the terminal event ``kind`` and the record fields it sets."""
+        assert kind in TERMINAL
+        await self.close()
+        async with self._lock:
+            await self._write_pending()
+            await self._append(kind, orjson.dumps(data).decode(), "", record)
+
+    async def close(self) -> None:
+        """Stop the flush loop (pending tokens stay queued for :meth:`flush`)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        if self.failure is not None:
+            raise self.failure
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            if self._window:
+                await asyncio.sleep(self._window)
+            self._wake.clear()
+            try:
+                async with self._lock:
+                    await self._write_pending()
+            except (Fenced, JobCancelled) as exc:
+                self.failure = exc
+                return
+
+    async def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        await self._append(TOKEN, orjson.dumps({"text": text}).decode(), text, {})
+
+    async def _append(self, kind: str, data: str, text: str, record: dict[str, Any]) -> None:
+        self._seq += 1
+        extra = orjson.dumps(
+            {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in record.items()}
+        ).decode()
+        reply = await self._scripts.append_event(
+            keys=self._keys,
+            args=[
+                self.attempt, self._seq, kind, data, text,
+                now_ms(), self._settings.retention_seconds, extra,
+            ],
+            client=self._redis,
+        )  # fmt: skip
+        outcome = as_text(reply[0])
+        if outcome in ("ok", "dup"):
+            return
+        if outcome == "ended":
+            raise JobCancelled(f"job {self.job_id} ended ({as_text(reply[1])}) while running")
+        raise Fenced(f"job {self.job_id}: attempt {self.attempt} is no longer current")
