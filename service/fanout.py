@@ -52,6 +52,8 @@ class Viewer:
 
     def offer(self, batch: Batch) -> None:
         """Queue a batch; a viewer that falls ``limit`` batches behind is cut off."""
+        if self.overflowed:
+            return
         if len(self.batches) >= self.limit:
             self.overflowed = True
             self.batches.clear()
@@ -209,7 +211,9 @@ class FeedHub:
                 viewer.close(reason)
 
     async def stop(self) -> None:
-        """Stop every feed."""
+        """Stop every feed, including those already stopping."""
         feeds = list(self._feeds.values())
         self._feeds.clear()
-        await asyncio.gather(*(feed.stop() for feed in feeds), return_exceptions=True)
+        await asyncio.gather(
+            *(feed.stop() for feed in feeds), *self._stopping, return_exceptions=True
+        )

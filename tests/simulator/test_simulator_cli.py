@@ -99,7 +99,8 @@ async def test_simulate_upstream_prints_its_url_and_stops_on_sigterm() -> None:
     )
     try:
         async with asyncio.timeout(10):
-            line = (await process.stdout.readline()).decode()  # type: ignore[union-attr]
+            assert process.stdout is not None
+            line = (await process.stdout.readline()).decode()
             url = line.split()[-1]
             assert line.startswith("simulated upstream listening on http://127.0.0.1:")
             async with (

@@ -1,0 +1,122 @@
+"""Fan-out: one reader per job per gateway process, many gateways with the same ids, and a
+slow viewer that is cut off without holding the others back."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+
+from service.app import create_app
+from service.fanout import FeedHub
+from service.keys import job_events_key
+from service.settings import Settings
+from service.state import STATE
+from tests.conftest import RunningWorker
+from tests.jobs_api import submit, upstream_text, wait_for
+from tests.sse_client import ResumingViewer, read_stream, text_of
+
+
+@pytest.fixture
+async def second_gateway(settings: Settings, redis: Redis) -> AsyncIterator[TestClient[Any, Any]]:
+    async with TestClient(TestServer(await create_app(settings, redis))) as client:
+        yield client
+
+
+async def test_viewers_hopping_between_gateways_see_identical_ids_and_exact_text(
+    gateway: TestClient[Any, Any], second_gateway: TestClient[Any, Any],
+    worker: RunningWorker, http: aiohttp.ClientSession, upstream_url: str,
+) -> None:  # fmt: skip
+    """Each reconnect goes to the other gateway, whose own reader may be ahead or behind."""
+    job = await submit(gateway, "scala actor\n#sim tokens=300 rate=400 unicode=1")
+    urls = [str(gw.make_url(job["events_url"])) for gw in (gateway, second_gateway)]
+    rng = random.Random(3)
+
+    async def hop() -> ResumingViewer:
+        viewer = ResumingViewer(http, urls[0])
+        while not viewer.finished:
+            viewer.url = urls[viewer.connections % 2]
+            await viewer.read(max_events=rng.randint(1, 8))
+        return viewer
+
+    viewers = await asyncio.gather(*(hop() for _ in range(8)))
+    expected = await upstream_text(http, upstream_url, job["id"])
+    for viewer in viewers:
+        assert viewer.text == expected
+        ids = [event.id for event in viewer.events]
+        assert len(ids) == len(set(ids))
+    whole = [await read_stream(http, url) for url in urls]
+    assert [e.id for e in whole[0].events] == [e.id for e in whole[1].events]
+    assert [e.data for e in whole[0].events] == [e.data for e in whole[1].events]
+
+
+async def test_one_reader_per_job_however_many_viewers(
+    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession
+) -> None:
+    job = await submit(gateway, "zig\n#sim tokens=200 rate=100")
+    url = str(gateway.make_url(job["events_url"]))
+    readers = [asyncio.create_task(read_stream(http, url)) for _ in range(25)]
+    hub = gateway.app[STATE].hub
+
+    async def all_connected() -> bool:
+        return hub.viewer_count(job["id"]) == 25
+
+    await wait_for(all_connected)
+    assert hub.feed_count == 1
+    readings = await asyncio.gather(*readers)
+    assert len({text_of(reading.events) for reading in readings}) == 1
+    assert hub.feed_count == 0
+
+
+async def test_a_viewer_that_stops_reading_is_cut_off_and_others_get_everything(
+    redis: Redis,
+) -> None:
+    """The feed never waits for a viewer: a full queue ends that viewer's stream."""
+    job_id = "fanoutslowviewer01"
+    key = job_events_key(job_id)
+    await redis.xadd(key, {"t": "status", "d": '{"status":"running","attempt":1}'})
+    hub = FeedHub(redis, viewer_limit=8)
+    slow, _, _ = await hub.subscribe(job_id)
+    fast, cursor, _ = await hub.subscribe(job_id)
+    received = []
+
+    async def drain_fast() -> None:
+        while True:
+            await fast.wake.wait()
+            fast.wake.clear()
+            while fast.batches:
+                received.append(fast.batches.popleft())
+
+    draining = asyncio.create_task(drain_fast())
+    for n in range(40):
+        await redis.xadd(key, {"t": "token", "d": f'{{"text":"{n},"}}'})
+
+        async def delivered(count: int = n + 1) -> bool:
+            return sum(len(batch.entries) for batch in received) == count
+
+        await wait_for(delivered)  # one read per write: each is its own batch
+    assert slow.overflowed
+    assert len(slow.batches) == 0
+    assert received[0].prev == cursor
+    assert all(a.last == b.prev for a, b in itertools.pairwise(received))
+    draining.cancel()
+    hub.unsubscribe(slow)
+    hub.unsubscribe(fast)
+    await hub.stop()
+
+
+async def test_idle_stream_gets_pings(gateway: TestClient[Any, Any]) -> None:
+    job = await submit(gateway, "queued, no worker")
+    async with gateway.session.get(gateway.make_url(job["events_url"])) as response:
+        seen = b""
+        async with asyncio.timeout(5):
+            while b": ping\n\n" not in seen:
+                seen += await response.content.readany()
+    assert seen.startswith(b"retry: 200\n\n")
