@@ -98,3 +98,10 @@ class JobCancelled(TokenRelayError):
     """The job was cancelled while a worker was running it."""
 
     code = "cancelled"
+
+
+class WritesLost(TokenRelayError):
+    """Redis no longer holds writes it acknowledged (a restart from an older state): the
+    attempt must start over with a ``reset``."""
+
+    code = "redis_data_lost"

@@ -40,7 +40,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
                 response.headers[name] = exc.headers[name]
         return response
     except RedisError as exc:
-        log.warning("redis unavailable", extra={"path": request.path, "error": str(exc)})
+        log.warning(
+            "redis unavailable",
+            extra={"path": request.path, "error": f"{type(exc).__name__}: {exc}"},
+        )
         response = error_response(503, "redis_unavailable", "the job store is unreachable")
         response.headers["Retry-After"] = "1"
         return response

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TypeAlias
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 AnyRedis: TypeAlias = "Redis"
 

@@ -12,11 +12,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.backoff import EqualJitterBackoff
+from redis.exceptions import RedisError
 
-from service.errors import Fenced, JobCancelled, UpstreamError
+from service.errors import Fenced, JobCancelled, UpstreamError, WritesLost
 from service.events import DONE, FAILED
 from service.jobs import JobRecord, now_ms
-from service.keys import job_keys, job_record_key
+from service.keys import dead_letter_key, job_keys, job_record_key
 from service.scripts import Scripts, as_text
 from service.settings import Settings
 from worker.prompts import build_messages
@@ -111,20 +112,29 @@ async def _run(ctx: JobContext, job: RunningJob) -> Outcome:
     while True:
         writer = AttemptWriter(ctx.redis, ctx.scripts, ctx.settings, job.job_id, job.attempt)
         try:
-            result = await _stream_attempt(ctx, job, chat, writer)
-        except UpstreamError as exc:
-            await writer.close()
-            if not _should_retry(ctx.settings, exc, job.attempt, deadline):
+            try:
+                result = await _stream_attempt(ctx, job, chat, writer)
+            finally:
+                await writer.close()
+        except (UpstreamError, WritesLost, RedisError) as exc:
+            # A Redis outage or lost writes restart the attempt (this writer cannot write
+            # any more); the fence keeps that safe whatever the failed write did.
+            failure = exc if isinstance(exc, UpstreamError) else _restart(exc)
+            if time.monotonic() > deadline:
+                raise
+            if isinstance(exc, UpstreamError) and not _should_retry(
+                ctx.settings, exc, job.attempt, deadline
+            ):
                 await _fail(job, writer, exc)
                 return Outcome.ACK
-            delay = _retry_delay(ctx.settings, exc, job.attempt)
+            delay = _retry_delay(ctx.settings, failure, job.attempt)
             log.warning(
-                "upstream attempt failed; retrying",
-                extra={"job_id": job.job_id, "attempt": job.attempt, "code": exc.code,
+                "attempt failed; retrying",
+                extra={"job_id": job.job_id, "attempt": job.attempt, "code": failure.code,
                        "delay": round(delay, 3)},
             )  # fmt: skip
             await asyncio.sleep(delay)
-            reply = await _start_attempt(ctx, job, expected=str(job.attempt), reason=exc.code)
+            reply = await _start_attempt(ctx, job, expected=str(job.attempt), reason=failure.code)
             if reply is not None:
                 return reply
             continue
@@ -156,6 +166,14 @@ async def _start_attempt(
         log.info("attempt started", extra={"job_id": job.job_id, "attempt": job.attempt})
         return None
     log.info("job not started", extra={"job_id": job.job_id, "outcome": outcome})
+    if outcome == "exhausted":
+        # The job killed or outlived every worker that took it: keep it for inspection.
+        await ctx.redis.xadd(
+            dead_letter_key(),
+            {"job": job.job_id, "entry": job.entry_id, "reason": "too many deliveries"},
+            maxlen=100_000,
+            approximate=True,
+        )
     if outcome == "fenced":
         return Outcome.KEEP
     return Outcome.ACK  # missing, terminal, duplicate entry, or failed after too many deliveries
@@ -177,6 +195,13 @@ async def _stream_attempt(
                 usage = event.usage
     await writer.flush()
     return AttemptResult(finish_reason=finish_reason, usage=usage)
+
+
+def _restart(exc: WritesLost | RedisError) -> UpstreamError:
+    """Redis trouble is retried like a transient upstream failure, with the same backoff."""
+    if isinstance(exc, WritesLost):
+        return UpstreamError(exc.message, code=exc.code, retryable=True)
+    return UpstreamError(f"redis: {exc}", code="redis_unavailable", retryable=True)
 
 
 def _should_retry(settings: Settings, exc: UpstreamError, attempt: int, deadline: float) -> bool:

@@ -157,8 +157,12 @@ class Worker:
         if job_id is None:
             await self._ack(entry_id)
             return
-        if job_id in self.running:  # a duplicate entry of a job we run already
-            await self._ack(entry_id)
+        running = self.running.get(job_id)
+        if running is not None:
+            if running.entry_id != entry_id:  # a duplicate entry of a job we run already
+                await self._ack(entry_id)
+            # else: we reclaimed our own entry after renewals failed (a Redis outage); the
+            # job is still ours and still running.
             return
         await self._slots.acquire()
         job = RunningJob(job_id=job_id, entry_id=entry_id)

@@ -14,8 +14,9 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from service.errors import Fenced, JobCancelled
+from service.errors import Fenced, JobCancelled, WritesLost
 from service.events import TERMINAL, TOKEN
 from service.jobs import now_ms
 from service.keys import job_keys
@@ -90,7 +91,8 @@ class AttemptWriter:
             try:
                 async with self._lock:
                     await self._write_pending()
-            except (Fenced, JobCancelled) as exc:
+            except (Fenced, JobCancelled, WritesLost, RedisError) as exc:
+                # The attempt's reading loop raises it at its next token.
                 self.failure = exc
                 return
 
@@ -119,4 +121,9 @@ class AttemptWriter:
             return
         if outcome == "ended":
             raise JobCancelled(f"job {self.job_id} ended ({as_text(reply[1])}) while running")
+        if outcome == "lost":
+            raise WritesLost(
+                f"job {self.job_id} attempt {self.attempt}: Redis holds write "
+                f"{as_text(reply[1])}, not {self._seq - 1}"
+            )
         raise Fenced(f"job {self.job_id}: attempt {self.attempt} is no longer current")

@@ -6,6 +6,7 @@
 -- ARGV[5] token text (for 'token'), ARGV[6] now (ms), ARGV[7] retention seconds,
 -- ARGV[8] record fields for a terminal event (JSON object: finish_reason, usage, error)
 -- Returns {'ok', entry id} | {'dup'} | {'fenced'} | {'ended', status}
+-- | {'lost', stored seq} (earlier writes of this attempt are missing: Redis lost data)
 local record, events, output = KEYS[1], KEYS[2], KEYS[3]
 local attempt, seq, kind, data = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local text, now, retention, extra = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
@@ -20,6 +21,9 @@ if current ~= attempt then
 end
 if seq <= last_seq then
   return {'dup'}
+end
+if seq > last_seq + 1 then
+  return {'lost', last_seq}
 end
 if status ~= 'running' then
   return {'ended', status}

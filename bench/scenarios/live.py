@@ -1,0 +1,119 @@
+"""A live tokenrelay measurement: jobs generating while viewers watch them.
+
+Shared by the fan-out scenario (few jobs, many viewers), the many-generations scenario (many
+jobs, one viewer each) and the resumable-stream comparison (one job, 100 viewers).
+
+Order of events, so that only the generation is measured: Redis, simulator, gateway and a
+worker start; the worker is paused (SIGSTOP); jobs are submitted and every viewer connects
+(each sees ``queued``); CPU counters are read; the worker continues; the window ends when
+every viewer has its terminal event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench import jobs as jobs_mod
+from bench.figures import latency_figures, process_figures, redis_figures
+from bench.pool import LoadPool
+from bench.procstat import CpuWindow, PeakRss, rss_bytes
+from bench.stack import Stack
+
+SAMPLED_VIEWERS = 500
+
+
+@dataclass(frozen=True)
+class LiveSpec:
+    """What to run."""
+
+    jobs: int
+    viewers: int
+    tokens: int
+    rate: float
+    label: str
+
+
+def viewer_specs(stack: Stack, jobs: list[jobs_mod.Job], viewers: int) -> list[dict[str, Any]]:
+    """Viewers spread round-robin over ``jobs``; every n-th one records receive times."""
+    every = max(1, viewers // SAMPLED_VIEWERS)
+    return [
+        {
+            "job": jobs[i % len(jobs)].id,
+            "host": "127.0.0.1",
+            "port": stack.gateway_port,
+            "path": jobs[i % len(jobs)].events_path,
+            "mark": i % every == 0,
+            "terminal": ["done", "failed", "cancelled"],
+        }
+        for i in range(viewers)
+    ]
+
+
+async def run_live(spec: LiveSpec, workdir: Path, cores: tuple[str, str] | None) -> dict[str, Any]:
+    """One measurement; the figures of this run."""
+    hub_cores, other_cores = cores if cores else (None, None)
+    stack = Stack(workdir, gateway_cores=hub_cores, other_cores=other_cores)
+    pool = LoadPool.for_viewers(spec.viewers, other_cores)
+    try:
+        await stack.start_redis()
+        await stack.start_simulator(spec.rate, spec.tokens)
+        await stack.start_gateway()
+        await stack.start_worker(paused=True)
+        assert stack.gateway and stack.worker and stack.redis_child and stack.simulator
+        async with aiohttp.ClientSession() as session:
+            prompts = [jobs_mod.prompt(i, spec.tokens, spec.rate) for i in range(spec.jobs)]
+            jobs = await jobs_mod.submit(session, stack.base_url, prompts)
+            await pool.start()
+            rss_idle = rss_bytes(stack.gateway.pid)
+            opened = await pool.open(viewer_specs(stack, jobs, spec.viewers))
+            await asyncio.sleep(0.5)
+            rss_connected = rss_bytes(stack.gateway.pid)
+            window = CpuWindow({
+                "hub": [stack.gateway.pid], "worker": [stack.worker.pid],
+                "redis": [stack.redis_child.pid], "upstream": [stack.simulator.pid],
+                "loadgen": pool.pids,
+            })  # fmt: skip
+            info_before = await stack.redis_info()
+            peak = PeakRss(stack.gateway.pid)
+            peak.start()
+            window.begin()
+            stack.resume_worker()
+            waited = await pool.wait(spec.tokens / spec.rate * 3 + 60)
+            window.end()
+            info_after = await stack.redis_info()
+            rss_peak = await peak.stop()
+            found = await jobs_mod.records(session, stack.base_url, jobs)
+            outputs = {job_id: rec.get("output", "") for job_id, rec in found.items()}
+            sched, lateness = await jobs_mod.schedules(session, stack.sim_url, jobs, outputs)
+        report = await pool.report(
+            {"mode": "tokenrelay", "expected": outputs, "schedules": sched}
+        )
+    finally:
+        await pool.close()
+        await stack.stop()
+    tokens_total = spec.jobs * spec.tokens
+    figures: dict[str, Any] = {
+        "label": spec.label,
+        "jobs": spec.jobs,
+        "viewers": spec.viewers,
+        "connected": opened["statuses"].get("200", 0),
+        "done": waited["done"],
+        "exact": report["exact"] / spec.viewers,
+        "cutoffs": report["cutoffs"],
+        "mismatches": report["mismatches"],
+        "upstream_late_s": max(lateness.values(), default=None),
+        "schedules": len(sched),
+    }
+    figures.update(latency_figures(report, "lat", "lat_stamp_ms"))
+    figures.update(latency_figures(report, "e2e", "lat_upstream_ms"))
+    figures.update(
+        process_figures(report, window, rss_idle, rss_connected, rss_peak, spec.viewers)
+    )
+    figures.update(redis_figures(info_before, info_after, tokens_total))
+    figures["worker_cpu_per_1k_tokens"] = window.cpu["worker"] * 1000 / tokens_total
+    return figures

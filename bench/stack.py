@@ -1,0 +1,236 @@
+"""The real processes a benchmark run drives: Redis, the simulated upstream, the gateway and
+the worker, each a child process pinned to its cores, logging into the run's folder."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from redis.asyncio import Redis
+
+from service.embedded_redis import find_redis_server, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER_ID = "bench-worker"
+
+
+def pinned(cores: str | None, argv: list[str]) -> list[str]:
+    """``argv`` under ``taskset -c cores`` when pinning is asked for and possible."""
+    if cores and shutil.which("taskset"):
+        return ["taskset", "-c", cores, *argv]
+    return argv
+
+
+@dataclass
+class Child:
+    """One child process with its log file."""
+
+    name: str
+    argv: list[str]
+    log: Path
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Child:
+        """Start it (stdout and stderr go to the log)."""
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen(
+                self.argv, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        """Whether it still runs."""
+        return self.popen is not None and self.popen.poll() is None
+
+    def check(self) -> None:
+        """Raise with the log's tail if it exited."""
+        if self.popen is not None and self.popen.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-1500:]
+            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{tail}")
+
+    def signal(self, signum: int) -> None:
+        """Send a signal if it runs."""
+        if self.alive():
+            assert self.popen is not None
+            self.popen.send_signal(signum)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (SIGCONT first, in case it is stopped), then SIGKILL after ``timeout``."""
+        if self.popen is None:
+            return
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGCONT)
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+async def wait_http(url: str, child: Child, timeout: float = 20.0) -> None:
+    """Wait until ``url`` answers (any status below 500)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            child.check()
+            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as resp:
+                    if resp.status < 500:
+                        return
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{child.name} did not answer at {url}")
+
+
+@dataclass
+class Stack:
+    """Redis + simulated upstream + gateway + worker for one measurement."""
+
+    workdir: Path
+    gateway_cores: str | None = "1"
+    other_cores: str | None = "0"
+    children: list[Child] = field(default_factory=list)
+    redis_port: int = 0
+    redis: Redis | None = None
+    sim_port: int = 0
+    gateway_port: int = 0
+    gateway: Child | None = None
+    worker: Child | None = None
+    redis_child: Child | None = None
+    simulator: Child | None = None
+
+    @property
+    def redis_url(self) -> str:
+        """Where the benchmark's Redis listens."""
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def base_url(self) -> str:
+        """The gateway's base URL."""
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def sim_url(self) -> str:
+        """The simulated upstream's base URL (without ``/v1``)."""
+        return f"http://127.0.0.1:{self.sim_port}"
+
+    def _child(self, name: str, argv: list[str], cores: str | None, **kw: Any) -> Child:
+        child = Child(name, pinned(cores, argv), self.workdir / f"{name}.log", **kw).start()
+        self.children.append(child)
+        return child
+
+    def _env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENRELAY_")}
+        env.update(
+            TOKENRELAY_REDIS_URL=self.redis_url,
+            TOKENRELAY_UPSTREAM_URL=f"{self.sim_url}/v1",
+            TOKENRELAY_LOG_LEVEL="WARNING",
+            TOKENRELAY_WORKER_CONCURRENCY="2000",
+            TOKENRELAY_VIEWER_TOKEN_SECRET="bench-secret-bench-secret-bench-secret",
+            TOKENRELAY_SHUTDOWN_GRACE_SECONDS="1",
+            TOKENRELAY_WORKER_ID=WORKER_ID,
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+    async def start_redis(self, cores: str | None = None) -> None:
+        """A private redis-server: no persistence, loopback only."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.redis_port = free_port()
+        argv = [find_redis_server(), "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
+                "--maxclients", "50000"]  # fmt: skip
+        self.redis_child = self._child("redis", argv, cores or self.other_cores)
+        self.redis = Redis.from_url(self.redis_url)
+        deadline = time.monotonic() + 10
+        while True:
+            self.redis_child.check()
+            try:
+                await self.redis.ping()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+
+    async def start_simulator(self, rate: float, tokens: int) -> None:
+        """``tokenrelay simulate-upstream`` with a default pace and length."""
+        self.sim_port = free_port()
+        argv = [sys.executable, "-m", "service.cli", "simulate-upstream", "--port",
+                str(self.sim_port), "--rate", str(rate), "--tokens", str(tokens)]  # fmt: skip
+        self.simulator = self._child("simulator", argv, self.other_cores, cwd=self.workdir)
+        await wait_http(f"{self.sim_url}/healthz", self.simulator)
+
+    async def start_gateway(self, **env: str) -> None:
+        """``tokenrelay gateway`` pinned to the gateway's core."""
+        self.gateway_port = free_port()
+        argv = [sys.executable, "-m", "service.cli", "gateway"]
+        self.gateway = self._child(
+            "gateway", argv, self.gateway_cores, cwd=self.workdir,
+            env=self._env(TOKENRELAY_PORT=str(self.gateway_port), **env),
+        )  # fmt: skip
+        await wait_http(f"{self.base_url}/healthz", self.gateway)
+
+    async def start_worker(self, *, paused: bool = False, **env: str) -> None:
+        """``tokenrelay worker``; waits until it reads the queue. ``paused`` stops it
+        (SIGSTOP) right after, so jobs wait until :meth:`resume_worker`."""
+        argv = [sys.executable, "-m", "service.cli", "worker"]
+        self.worker = self._child(
+            "worker", argv, self.other_cores, cwd=self.workdir, env=self._env(**env)
+        )
+        assert self.redis is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            self.worker.check()
+            # Blocked in XREADGROUP on the queue = ready (a consumer shows in XINFO only
+            # once it has read an entry).
+            clients = await self.redis.client_list()
+            if any(c.get("cmd") == "xreadgroup" for c in clients):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise RuntimeError("the worker did not start reading the queue")
+        await asyncio.sleep(0.3)  # let its loops settle before CPU is counted
+        if paused:
+            self.worker.signal(signal.SIGSTOP)
+
+    def resume_worker(self) -> None:
+        """Let a paused worker run."""
+        assert self.worker is not None
+        self.worker.signal(signal.SIGCONT)
+
+    async def redis_info(self) -> dict[str, Any]:
+        """``INFO stats`` and ``INFO commandstats`` merged."""
+        assert self.redis is not None
+        info: dict[str, Any] = await self.redis.info("stats")
+        info.update(await self.redis.info("commandstats"))
+        return info
+
+    async def stop(self) -> None:
+        """Stop every child, newest first."""
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()
+            self.redis = None
+        for child in reversed(self.children):
+            await asyncio.to_thread(child.stop)
+        self.children.clear()
