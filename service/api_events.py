@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
+from service.access_control import client_address
 from service.api_jobs import job_id_from
 from service.auth import require_viewer
 from service.errors import BadRequest, NotFound, Unavailable
@@ -54,6 +55,16 @@ async def events(request: web.Request) -> web.StreamResponse:
     position, source = resume_position(request)
     if state.shutting_down:
         raise Unavailable("the gateway is shutting down; reconnect", code="shutting_down")
+    address = client_address(request, state.settings)
+    await state.limiter.check("stream", f"addr:{address}", state.settings.stream_rate_per_minute)
+    with state.stream_slots.hold(address):
+        return await _serve_stream(request, job_id, position, source)
+
+
+async def _serve_stream(
+    request: web.Request, job_id: str, position: StreamId, source: str | None
+) -> web.StreamResponse:
+    state = request.app[STATE]
     status, terminal_id = await state.redis.hmget(job_record_key(job_id), "status", "terminal_id")
     if status is None:
         raise NotFound(f"no job {job_id!r} (unknown, or expired after its retention)",

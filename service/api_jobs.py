@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from service.access_control import client_address
 from service.auth import require_api_key, require_viewer
 from service.errors import BadRequest, Conflict, NotFound
 from service.events import QUEUED
@@ -67,6 +68,10 @@ async def submit(request: web.Request) -> web.Response:
     """Accept a generation job: 202 with its id, events URL and viewer token."""
     state = request.app[STATE]
     owner = require_api_key(request, state.settings)
+    limit = state.settings.submit_rate_per_minute
+    await state.limiter.check("submit", f"addr:{client_address(request, state.settings)}", limit)
+    if owner != "anonymous":
+        await state.limiter.check("submit", f"key:{owner}", limit)
     idempotency = _idempotency_key(request)
     job_request = parse_job_request(await _read_json(request), state.settings)
     job = await submit_job(

@@ -8,6 +8,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from service import api_events, api_health, api_jobs
+from service.access_control import RateLimiter, StreamSlots, cors_middleware
 from service.fanout import FeedHub
 from service.http_errors import json_errors
 from service.metrics import GatewayMetrics
@@ -33,8 +34,13 @@ async def create_app(settings: Settings, redis: Redis) -> web.Application:
         hub=FeedHub(redis, settings.viewer_buffer_frames),
         tokens=ViewerTokens(secret, settings.viewer_token_seconds),
         metrics=GatewayMetrics(),
+        limiter=RateLimiter(redis),
+        stream_slots=StreamSlots(settings.max_streams_per_client),
     )
-    app = web.Application(middlewares=[json_errors], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[json_errors, cors_middleware(settings)],
+        client_max_size=settings.max_body_bytes,
+    )
     app[STATE] = state
     app.add_routes(api_jobs.routes)
     app.add_routes(api_events.routes)

@@ -48,3 +48,8 @@ def idempotency_key(digest: str) -> str:
 def signing_secret_key() -> str:
     """The viewer-token signing secret, when none is configured."""
     return f"{PREFIX}:secret"
+
+
+def rate_limit_key(scope: str, who: str, window: int) -> str:
+    """Counter of one client's requests in one rate-limit window."""
+    return f"{PREFIX}:rl:{scope}:{who}:{window}"

@@ -96,12 +96,21 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="submit/cancel need one of these; empty = auth off"
     )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="origins allowed to call the API from a browser"
+    )
+    submit_rate_per_minute: int = Field(
+        default=60, ge=0, description="per key and per address; 0 = off"
+    )
+    stream_rate_per_minute: int = Field(default=600, ge=0, description="per address; 0 = off")
+    max_streams_per_client: int = Field(default=200, ge=0, description="open at once; 0 = off")
+    trust_forwarded_for: bool = False
     viewer_token_secret: SecretStr | None = None
     viewer_token_seconds: int = Field(default=7 * 86_400, ge=60)
 
     log_level: str = "INFO"
 
-    @field_validator("models", "languages", "api_keys", mode="before")
+    @field_validator("models", "languages", "api_keys", "cors_origins", mode="before")
     @classmethod
     def _lists_from_csv(cls, value: object) -> object:
         return _split_csv(value)

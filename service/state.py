@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from redis.asyncio import Redis
 
+from service.access_control import RateLimiter, StreamSlots
 from service.fanout import FeedHub
 from service.metrics import GatewayMetrics
 from service.scripts import Scripts
@@ -24,6 +25,8 @@ class GatewayState:
     hub: FeedHub
     tokens: ViewerTokens
     metrics: GatewayMetrics
+    limiter: RateLimiter
+    stream_slots: StreamSlots
     shutting_down: bool = False
 
 

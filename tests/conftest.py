@@ -35,6 +35,9 @@ def make_settings(**overrides: Any) -> Settings:
         "upstream_first_token_timeout": 3.0,
         "upstream_total_timeout": 30.0,
         "sse_retry_ms": 200,
+        "submit_rate_per_minute": 0,
+        "stream_rate_per_minute": 0,
+        "max_streams_per_client": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
