@@ -51,3 +51,9 @@ pytest: $(PY_STAMP) $(WEB_STAMP) browser
 
 clean:
 	rm -rf $(VENV) web/node_modules .mypy_cache .ruff_cache .pytest_cache test-output
+
+# The benchmark suite with its peers (Nchan, resumable-stream): bench/README.md.
+# `make bench BENCH_ARGS=--quick` for a smoke run of about two minutes.
+.PHONY: bench
+bench: $(PY_STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -109,8 +109,18 @@ def analyse(
     full_text: list[float] = []
     bytes_per_viewer: list[int] = []
     mismatches: list[dict[str, Any]] = []
-    totals = {"viewers": len(viewers), "done": 0, "finished": 0, "exact": 0, "events": 0, "chars": 0,
-              "raw_bytes": 0, "connections": 0, "cutoffs": 0, "statuses": {}}  # fmt: skip
+    totals: dict[str, Any] = {
+        "viewers": len(viewers),
+        "done": 0,
+        "finished": 0,
+        "exact": 0,
+        "events": 0,
+        "chars": 0,
+        "raw_bytes": 0,
+        "connections": 0,
+        "cutoffs": 0,
+        "statuses": {},
+    }
     first_stamp: float | None = None
     last_end = 0.0
     for viewer in viewers:
@@ -156,9 +166,13 @@ def analyse(
                     due = schedule["t0"] + (index + 1) / schedule["rate"]
                     lat_upstream.append((received - due) * 1000)
                 if (
-                    caught is None and head is not None and t_drop is not None
-                    and conn.reason == "storm" and key is not None and key >= head
-                ):  # fmt: skip
+                    caught is None
+                    and head is not None
+                    and t_drop is not None
+                    and conn.reason == "storm"
+                    and key is not None
+                    and key >= head
+                ):
                     caught = received - t_drop
             last_end = max(last_end, conn.t_end)
         text = "".join(parts)
@@ -168,9 +182,14 @@ def analyse(
         if viewer.finished and job in expected and text == expected[job]:
             totals["exact"] += 1
         elif job in expected and len(mismatches) < 3:
-            mismatches.append({"job": job, "got_chars": len(text),
-                               "expected_chars": len(expected[job]),
-                               "connections": [c.ended for c in viewer.conns]})  # fmt: skip
+            mismatches.append(
+                {
+                    "job": job,
+                    "got_chars": len(text),
+                    "expected_chars": len(expected[job]),
+                    "connections": [c.ended for c in viewer.conns],
+                }
+            )
         if caught is not None:
             catchup.append(caught)
         if viewer.done and viewer.conns and viewer.conns[-1].t_end:

@@ -66,8 +66,17 @@ class Context:
 
 def brief(figures: dict[str, Any]) -> str:
     """A one-line progress summary of a run."""
-    keys = ("events_per_s", "chars_per_hub_cpu_s", "lat_p99_ms", "e2e_p99_ms", "catchup_p99_s",
-            "full_text_p99_s", "exact", "hub_kb_per_viewer", "wall_s")  # fmt: skip
+    keys = (
+        "events_per_s",
+        "chars_per_hub_cpu_s",
+        "lat_p99_ms",
+        "e2e_p99_ms",
+        "catchup_p99_s",
+        "full_text_p99_s",
+        "exact",
+        "hub_kb_per_viewer",
+        "wall_s",
+    )
     parts = []
     for key in keys:
         value = figures.get(key)

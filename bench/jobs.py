@@ -12,8 +12,18 @@ import aiohttp
 from simulator.codegen import completion_tokens
 from simulator.faults import parse_directives
 
-TOPICS = ("binary search", "LRU cache", "HTTP router", "JSON parser", "priority queue",
-          "rate limiter", "trie", "event bus", "matrix product", "CSV reader")  # fmt: skip
+TOPICS = (
+    "binary search",
+    "LRU cache",
+    "HTTP router",
+    "JSON parser",
+    "priority queue",
+    "rate limiter",
+    "trie",
+    "event bus",
+    "matrix product",
+    "CSV reader",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +62,10 @@ async def submit(
     slots = asyncio.Semaphore(concurrency)
 
     async def one(text: str) -> Job:
-        async with slots, session.post(
-            f"{base}/v1/jobs", json={"prompt": text, "language": "python"}
-        ) as resp:
+        async with (
+            slots,
+            session.post(f"{base}/v1/jobs", json={"prompt": text, "language": "python"}) as resp,
+        ):
             body = await resp.json()
             if resp.status != 202:
                 raise RuntimeError(f"submit failed: {resp.status} {body}")
@@ -70,20 +81,21 @@ async def records(
     slots = asyncio.Semaphore(concurrency)
 
     async def one(job: Job) -> tuple[str, dict[str, Any]]:
-        async with slots, session.get(
-            f"{base}/v1/jobs/{job.id}", params={"token": job.token}
-        ) as resp:
+        async with (
+            slots,
+            session.get(f"{base}/v1/jobs/{job.id}", params={"token": job.token}) as resp,
+        ):
             return job.id, await resp.json()
 
     return dict(await asyncio.gather(*(one(job) for job in jobs)))
 
 
 async def wait_finished(
-    session: aiohttp.ClientSession, base: str, jobs: list[Job], timeout: float
+    session: aiohttp.ClientSession, base: str, jobs: list[Job], seconds: float
 ) -> dict[str, dict[str, Any]]:
-    """Poll until every job is terminal (or ``timeout``); the last records."""
+    """Poll until every job is terminal (or ``seconds`` pass); the last records."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + seconds
     while True:
         found = await records(session, base, jobs)
         if all(r.get("status") in ("done", "failed", "cancelled") for r in found.values()):

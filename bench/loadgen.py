@@ -232,7 +232,7 @@ class LoadGen:
                     conn.t_open = time.time()
                     await asyncio.wait_for(
                         loop.create_connection(
-                            lambda p=protocol: p,  # type: ignore[misc]
+                            lambda p=protocol: p,
                             spec["host"],
                             spec["port"],
                             local_addr=(src, 0) if src else None,
@@ -298,8 +298,12 @@ class LoadGen:
         for viewer in new:
             key = str(viewer.conns[0].status)
             statuses[key] = statuses.get(key, 0) + 1
-        return {"opened": len(new), "statuses": statuses, "seconds": time.time() - started,
-                "errors": self.errors}  # fmt: skip
+        return {
+            "opened": len(new),
+            "statuses": statuses,
+            "seconds": time.time() - started,
+            "errors": self.errors,
+        }
 
     async def cmd_wait(self, args: dict[str, Any]) -> dict[str, Any]:
         """Wait until every viewer is done or ``timeout`` seconds pass."""

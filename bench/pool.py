@@ -92,9 +92,9 @@ class LoadPool:
             "seconds": max(r["seconds"] for r in replies),
         }
 
-    async def wait(self, timeout: float) -> dict[str, int]:
-        """Wait until every viewer is done (or ``timeout``)."""
-        replies = await self.all("wait", {"timeout": timeout})
+    async def wait(self, seconds: float) -> dict[str, int]:
+        """Wait until every viewer is done (or ``seconds`` pass)."""
+        replies = await self.all("wait", {"timeout": seconds})
         return {"done": sum(r["done"] for r in replies), "total": sum(r["total"] for r in replies)}
 
     async def storm(self, mode: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from service.embedded_redis import find_redis_server, free_port
+from service.keys import job_record_key
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_ID = "bench-worker"
@@ -86,9 +87,9 @@ class Child:
                 self.popen.wait()
 
 
-async def wait_http(url: str, child: Child, timeout: float = 20.0) -> None:
+async def wait_http(url: str, child: Child, seconds: float = 20.0) -> None:
     """Wait until ``url`` answers (any status below 500)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + seconds
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             child.check()
@@ -147,6 +148,10 @@ class Stack:
             TOKENRELAY_VIEWER_TOKEN_SECRET="bench-secret-bench-secret-bench-secret",
             TOKENRELAY_SHUTDOWN_GRACE_SECONDS="1",
             TOKENRELAY_WORKER_ID=WORKER_ID,
+            # Every viewer comes from 127.0.0.1: per-address limits would refuse the load.
+            TOKENRELAY_SUBMIT_RATE_PER_MINUTE="0",
+            TOKENRELAY_STREAM_RATE_PER_MINUTE="0",
+            TOKENRELAY_MAX_STREAMS_PER_CLIENT="0",
             PYTHONUNBUFFERED="1",
         )
         env.update(extra)
@@ -156,9 +161,21 @@ class Stack:
         """A private redis-server: no persistence, loopback only."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.redis_port = free_port()
-        argv = [find_redis_server(), "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
-                "--maxclients", "50000"]  # fmt: skip
+        argv = [
+            find_redis_server(),
+            "--port",
+            str(self.redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--maxclients",
+            "50000",
+        ]
         self.redis_child = self._child("redis", argv, cores or self.other_cores)
         self.redis = Redis.from_url(self.redis_url)
         deadline = time.monotonic() + 10
@@ -175,8 +192,18 @@ class Stack:
     async def start_simulator(self, rate: float, tokens: int) -> None:
         """``tokenrelay simulate-upstream`` with a default pace and length."""
         self.sim_port = free_port()
-        argv = [sys.executable, "-m", "service.cli", "simulate-upstream", "--port",
-                str(self.sim_port), "--rate", str(rate), "--tokens", str(tokens)]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "simulate-upstream",
+            "--port",
+            str(self.sim_port),
+            "--rate",
+            str(rate),
+            "--tokens",
+            str(tokens),
+        ]
         self.simulator = self._child("simulator", argv, self.other_cores, cwd=self.workdir)
         await wait_http(f"{self.sim_url}/healthz", self.simulator)
 
@@ -185,38 +212,40 @@ class Stack:
         self.gateway_port = free_port()
         argv = [sys.executable, "-m", "service.cli", "gateway"]
         self.gateway = self._child(
-            "gateway", argv, self.gateway_cores, cwd=self.workdir,
+            "gateway",
+            argv,
+            self.gateway_cores,
+            cwd=self.workdir,
             env=self._env(TOKENRELAY_PORT=str(self.gateway_port), **env),
-        )  # fmt: skip
+        )
         await wait_http(f"{self.base_url}/healthz", self.gateway)
 
-    async def start_worker(self, *, paused: bool = False, **env: str) -> None:
-        """``tokenrelay worker``; waits until it reads the queue. ``paused`` stops it
-        (SIGSTOP) right after, so jobs wait until :meth:`resume_worker`."""
+    async def start_worker(self, *, first_job: str | None = None, **env: str) -> None:
+        """``tokenrelay worker``. Returns once it reads the queue or, with ``first_job``,
+        once that job left ``queued`` (so its start-up is not in a CPU window begun then).
+
+        (It is not paused with SIGSTOP instead: a worker stopped for 5 s or more loses the
+        queue entry delivered meanwhile until XAUTOCLAIM takes it back, a lease later.)
+        """
         argv = [sys.executable, "-m", "service.cli", "worker"]
         self.worker = self._child(
             "worker", argv, self.other_cores, cwd=self.workdir, env=self._env(**env)
         )
         assert self.redis is not None
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             self.worker.check()
-            # Blocked in XREADGROUP on the queue = ready (a consumer shows in XINFO only
-            # once it has read an entry).
-            clients = await self.redis.client_list()
-            if any(c.get("cmd") == "xreadgroup" for c in clients):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise RuntimeError("the worker did not start reading the queue")
-        await asyncio.sleep(0.3)  # let its loops settle before CPU is counted
-        if paused:
-            self.worker.signal(signal.SIGSTOP)
-
-    def resume_worker(self) -> None:
-        """Let a paused worker run."""
-        assert self.worker is not None
-        self.worker.signal(signal.SIGCONT)
+            if first_job is not None:
+                status = await self.redis.hget(job_record_key(first_job), "status")
+                if status not in (None, b"queued"):
+                    return
+            else:
+                # Blocked in XREADGROUP on the queue = ready.
+                clients = await self.redis.client_list()
+                if any(c.get("cmd") == "xreadgroup" for c in clients):
+                    return
+            await asyncio.sleep(0.01)
+        raise RuntimeError("the worker did not start")
 
     async def redis_info(self) -> dict[str, Any]:
         """``INFO stats`` and ``INFO commandstats`` merged."""

@@ -31,7 +31,7 @@ async def create_app(settings: Settings, redis: Redis) -> web.Application:
         settings=settings,
         redis=redis,
         scripts=Scripts.register(redis),
-        hub=FeedHub(redis, settings.viewer_buffer_frames),
+        hub=FeedHub(redis, settings.viewer_buffer_frames, settings.replay_cache_entries),
         tokens=ViewerTokens(secret, settings.viewer_token_seconds),
         metrics=GatewayMetrics(),
         limiter=RateLimiter(redis),

@@ -9,6 +9,7 @@ join at any moment without a gap or a repeat (see ``service/viewer_stream.py``).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 from collections import deque
@@ -70,11 +71,16 @@ class Viewer:
 class JobFeed:
     """Tails one job's event stream for every viewer of that job in this process."""
 
-    def __init__(self, redis: Redis, job_id: str) -> None:
+    def __init__(self, redis: Redis, job_id: str, history_limit: int) -> None:
         self._redis = redis
         self.job_id = job_id
         self._key = job_events_key(job_id)
         self.cursor: StreamId = ZERO_ID
+        # Every entry from the stream's start while it fits: resumes and late joiners replay
+        # from here instead of each asking Redis. Dropped for good after any Redis error.
+        self._history: list[Entry] | None = None
+        self._history_ids: list[StreamId] = []
+        self._history_limit = history_limit
         self.viewers: set[Viewer] = set()
         self.ended = False
         self._ready = asyncio.Event()
@@ -110,20 +116,52 @@ class JobFeed:
             for viewer in self.viewers:
                 viewer.close("feed_ended")
 
+    def replay(self, after: StreamId, until: StreamId) -> list[Entry] | None:
+        """Entries ``(after, until]`` from memory, or None when memory does not hold them."""
+        if self._history is None:
+            return None
+        low = bisect.bisect_right(self._history_ids, after)
+        high = bisect.bisect_right(self._history_ids, until)
+        return self._history[low:high]
+
     async def _init_cursor(self) -> None:
         while True:
             try:
-                last = await self._redis.xrevrange(self._key, count=1)
+                last = await self._load()
                 break
             except RedisError as exc:
                 log.warning("feed cannot reach redis", extra={"job_id": self.job_id,
                             "error": str(exc)})  # fmt: skip
                 await asyncio.sleep(0.5)
-        if last:
-            entries = entries_from_reply(last)
-            self.cursor = entries[0].id
-            self.ended = entries[0].terminal
+        if last is not None:
+            self.cursor = last.id
+            self.ended = last.terminal
         self._ready.set()
+
+    async def _load(self) -> Entry | None:
+        """Load the history if it fits; return the stream's last entry."""
+        entries = entries_from_reply(
+            await self._redis.xrange(self._key, count=self._history_limit + 1)
+        )
+        if len(entries) <= self._history_limit:
+            self._history = entries
+            self._history_ids = [entry.id for entry in entries]
+            return entries[-1] if entries else None
+        tail = entries_from_reply(await self._redis.xrevrange(self._key, count=1))
+        return tail[0] if tail else None
+
+    def _remember(self, entries: list[Entry]) -> None:
+        if self._history is None:
+            return
+        if len(self._history) + len(entries) > self._history_limit:
+            self._forget()
+            return
+        self._history.extend(entries)
+        self._history_ids.extend(entry.id for entry in entries)
+
+    def _forget(self) -> None:
+        self._history = None
+        self._history_ids = []
 
     async def _read_once(self) -> None:
         try:
@@ -131,6 +169,8 @@ class JobFeed:
                 {self._key: format_stream_id(self.cursor)}, count=READ_COUNT, block=READ_BLOCK_MS
             )
         except RedisError as exc:
+            # Redis may come back with less than it had: from now on replays ask Redis.
+            self._forget()
             log.warning("feed read failed; retrying", extra={"job_id": self.job_id,
                         "error": str(exc)})  # fmt: skip
             await asyncio.sleep(0.5)
@@ -147,6 +187,7 @@ class JobFeed:
             frames=encode(entries),
             terminal=entries[-1].terminal,
         )
+        self._remember(entries)
         self.cursor = batch.last
         self.ended = batch.terminal
         for viewer in self.viewers:
@@ -157,9 +198,10 @@ class FeedHub:
     """The process's feeds by job id; creates a feed for a job's first viewer and stops it
     after its last viewer leaves."""
 
-    def __init__(self, redis: Redis, viewer_limit: int) -> None:
+    def __init__(self, redis: Redis, viewer_limit: int, history_limit: int = 20_000) -> None:
         self._redis = redis
         self._viewer_limit = viewer_limit
+        self._history_limit = history_limit
         self._feeds: dict[str, JobFeed] = {}
         self._stopping: set[asyncio.Task[None]] = set()
 
@@ -168,7 +210,7 @@ class FeedHub:
         says the entry at the cursor is the job's terminal one (nothing will follow)."""
         feed = self._feeds.get(job_id)
         if feed is None or feed.ended:
-            feed = JobFeed(self._redis, job_id)
+            feed = JobFeed(self._redis, job_id, self._history_limit)
             self._feeds[job_id] = feed
             feed.start()
         await feed.ready()

@@ -25,6 +25,7 @@ class Entry:
     id: StreamId
     kind: str
     data: bytes  # the JSON text of the event's data, exactly as the worker wrote it
+    text: str = ""  # a token's text, decoded once here so merging never re-parses JSON
 
     @property
     def terminal(self) -> bool:
@@ -35,10 +36,13 @@ class Entry:
 def entries_from_reply(raw: Iterable[Any] | None) -> list[Entry]:
     """Convert an XRANGE/XREAD reply for one stream (bytes, as the client is set up) into
     entries."""
-    return [
-        Entry(parse_stream_id(entry_id.decode()), fields[b"t"].decode(), fields[b"d"])
-        for entry_id, fields in raw or ()
-    ]
+    entries = []
+    for entry_id, fields in raw or ():
+        kind = fields[b"t"].decode()
+        data = fields[b"d"]
+        text = orjson.loads(data)["text"] if kind == TOKEN else ""
+        entries.append(Entry(parse_stream_id(entry_id.decode()), kind, data, text))
+    return entries
 
 
 def frame(entry_id: StreamId, kind: str, data: bytes) -> bytes:
@@ -79,5 +83,5 @@ def encode(entries: Sequence[Entry]) -> bytes:
 def _merged_tokens(run: list[Entry]) -> bytes:
     if len(run) == 1:
         return frame(run[0].id, TOKEN, run[0].data)
-    text = "".join(orjson.loads(entry.data)["text"] for entry in run)
+    text = "".join(entry.text for entry in run)
     return frame(run[-1].id, TOKEN, orjson.dumps({"text": text}))

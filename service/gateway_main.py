@@ -30,7 +30,8 @@ async def serve_gateway(settings: Settings, stop: asyncio.Event) -> None:
             access_log=None,
         )
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        # A deep accept queue: a reconnect storm arrives all at once.
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=4096)
         await site.start()
         log.info("gateway listening", extra={"url": f"http://{settings.host}:{settings.port}"})
         try:

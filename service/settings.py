@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     ping_seconds: float = Field(default=15.0, gt=0)
     send_timeout_seconds: float = Field(default=30.0, gt=0)
     viewer_buffer_frames: int = Field(default=1024, ge=8)
+    replay_cache_entries: int = Field(default=20_000, ge=0, description="per live job, in memory")
     retention_seconds: int = Field(default=86_400, ge=1)
     unfinished_job_seconds: int = Field(default=7 * 86_400, ge=60)
     idempotency_seconds: int = Field(default=86_400, ge=1)

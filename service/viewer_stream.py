@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from service.events import RESET, ZERO_ID, StreamId, format_stream_id
-from service.fanout import Batch, FeedHub, Viewer
+from service.fanout import Batch, FeedHub, JobFeed, Viewer
 from service.frames import PING, encode, entries_from_reply, frame
 from service.keys import job_events_key
 
@@ -69,7 +69,7 @@ async def stream_to_viewer(
     viewer, cursor, cursor_is_terminal = await hub.subscribe(job_id)
     try:
         if position < cursor:
-            finished = await _replay(redis, job_id, position, cursor, send)
+            finished = await _replay(redis, viewer.feed, position, cursor, send)
             position = cursor
             if finished:
                 return StreamOutcome("terminal", sent)
@@ -80,9 +80,19 @@ async def stream_to_viewer(
         hub.unsubscribe(viewer)
 
 
-async def _replay(redis: Redis, job_id: str, after: StreamId, until: StreamId, send: Write) -> bool:
-    """Send entries ``(after, until]`` merged; true if the job's terminal entry was among them."""
-    key = job_events_key(job_id)
+async def _replay(
+    redis: Redis, feed: JobFeed, after: StreamId, until: StreamId, send: Write
+) -> bool:
+    """Send entries ``(after, until]`` merged; true if the job's terminal entry was among them.
+
+    From the feed's memory when it holds them, else from Redis in pages.
+    """
+    cached = feed.replay(after, until)
+    if cached is not None:
+        if cached:
+            await send(encode(cached))
+        return bool(cached) and cached[-1].terminal
+    key = job_events_key(feed.job_id)
     start = after
     end = format_stream_id(until)
     while start < until:

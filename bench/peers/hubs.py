@@ -49,9 +49,11 @@ class NchanHub:
         workdir = self.stack.workdir
         self.port = free_port()
         conf = Template((PEERS / "nchan" / "nginx.conf.template").read_text()).safe_substitute(
-            module=str(NCHAN_MODULE), workdir=str(workdir), port=str(self.port),
+            module=str(NCHAN_MODULE),
+            workdir=str(workdir),
+            port=str(self.port),
             redis_port=str(self.stack.redis_port),
-        )  # fmt: skip
+        )
         path = workdir / "nginx.conf"
         path.write_text(conf)
         argv = pinned(self.stack.gateway_cores, [nginx, "-p", str(workdir), "-c", str(path)])
@@ -84,9 +86,12 @@ class ResumableHub:
         env = {"REDIS_URL": self.stack.redis_url, "PORT": str(self.port), "PATH": "/usr/bin:/bin"}
         argv = pinned(self.stack.gateway_cores, [node, "server.mjs"])
         self.child = Child(
-            "resumable-stream", argv, self.stack.workdir / "resumable-stream.log", env=env,
+            "resumable-stream",
+            argv,
+            self.stack.workdir / "resumable-stream.log",
+            env=env,
             cwd=PEERS / "resumable-stream",
-        ).start()  # fmt: skip
+        ).start()
         self.stack.children.append(self.child)
         await wait_http(f"http://127.0.0.1:{self.port}/healthz", self.child)
 

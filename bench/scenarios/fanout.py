@@ -25,8 +25,13 @@ def fanout_tokens(ctx: Context) -> int:
 
 async def fanout_at(ctx: Context, viewers: int, jobs: int = FANOUT_JOBS) -> dict[str, Any]:
     """Scenario 1 at one size (also used by the peers' comparisons)."""
-    spec = LiveSpec(jobs=jobs, viewers=viewers, tokens=fanout_tokens(ctx), rate=FANOUT_RATE,
-                    label=f"{jobs} jobs x {viewers} viewers")  # fmt: skip
+    spec = LiveSpec(
+        jobs=jobs,
+        viewers=viewers,
+        tokens=fanout_tokens(ctx),
+        rate=FANOUT_RATE,
+        label=f"{jobs} jobs x {viewers} viewers",
+    )
 
     async def run(workdir: Path) -> dict[str, Any]:
         return await run_live(spec, workdir, ctx.cores)
@@ -43,8 +48,9 @@ async def generations(ctx: Context) -> list[dict[str, Any]]:
     """Scenario 2: 1,000 (quick: 200) concurrent jobs at 50 tokens/s, one viewer each."""
     jobs = 200 if ctx.quick else 1000
     tokens = 250 if ctx.quick else 500
-    spec = LiveSpec(jobs=jobs, viewers=jobs, tokens=tokens, rate=50.0,
-                    label=f"{jobs} jobs x 1 viewer")  # fmt: skip
+    spec = LiveSpec(
+        jobs=jobs, viewers=jobs, tokens=tokens, rate=50.0, label=f"{jobs} jobs x 1 viewer"
+    )
 
     async def run(workdir: Path) -> dict[str, Any]:
         return await run_live(spec, workdir, ctx.cores)

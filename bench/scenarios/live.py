@@ -3,10 +3,10 @@
 Shared by the fan-out scenario (few jobs, many viewers), the many-generations scenario (many
 jobs, one viewer each) and the resumable-stream comparison (one job, 100 viewers).
 
-Order of events, so that only the generation is measured: Redis, simulator, gateway and a
-worker start; the worker is paused (SIGSTOP); jobs are submitted and every viewer connects
-(each sees ``queued``); CPU counters are read; the worker continues; the window ends when
-every viewer has its terminal event.
+Order of events, so that only the generation is measured: Redis, simulator and gateway start;
+jobs are submitted and every viewer connects (each sees ``queued``); the worker starts; CPU
+counters are read as soon as the first job runs; the window ends when every viewer has its
+terminal event.
 """
 
 from __future__ import annotations
@@ -63,8 +63,7 @@ async def run_live(spec: LiveSpec, workdir: Path, cores: tuple[str, str] | None)
         await stack.start_redis()
         await stack.start_simulator(spec.rate, spec.tokens)
         await stack.start_gateway()
-        await stack.start_worker(paused=True)
-        assert stack.gateway and stack.worker and stack.redis_child and stack.simulator
+        assert stack.gateway and stack.redis_child and stack.simulator
         async with aiohttp.ClientSession() as session:
             prompts = [jobs_mod.prompt(i, spec.tokens, spec.rate) for i in range(spec.jobs)]
             jobs = await jobs_mod.submit(session, stack.base_url, prompts)
@@ -73,16 +72,21 @@ async def run_live(spec: LiveSpec, workdir: Path, cores: tuple[str, str] | None)
             opened = await pool.open(viewer_specs(stack, jobs, spec.viewers))
             await asyncio.sleep(0.5)
             rss_connected = rss_bytes(stack.gateway.pid)
-            window = CpuWindow({
-                "hub": [stack.gateway.pid], "worker": [stack.worker.pid],
-                "redis": [stack.redis_child.pid], "upstream": [stack.simulator.pid],
-                "loadgen": pool.pids,
-            })  # fmt: skip
+            await stack.start_worker(first_job=jobs[0].id)
+            assert stack.worker
+            window = CpuWindow(
+                {
+                    "hub": [stack.gateway.pid],
+                    "worker": [stack.worker.pid],
+                    "redis": [stack.redis_child.pid],
+                    "upstream": [stack.simulator.pid],
+                    "loadgen": pool.pids,
+                }
+            )
             info_before = await stack.redis_info()
             peak = PeakRss(stack.gateway.pid)
             peak.start()
             window.begin()
-            stack.resume_worker()
             waited = await pool.wait(spec.tokens / spec.rate * 3 + 60)
             window.end()
             info_after = await stack.redis_info()
@@ -90,9 +94,7 @@ async def run_live(spec: LiveSpec, workdir: Path, cores: tuple[str, str] | None)
             found = await jobs_mod.records(session, stack.base_url, jobs)
             outputs = {job_id: rec.get("output", "") for job_id, rec in found.items()}
             sched, lateness = await jobs_mod.schedules(session, stack.sim_url, jobs, outputs)
-        report = await pool.report(
-            {"mode": "tokenrelay", "expected": outputs, "schedules": sched}
-        )
+        report = await pool.report({"mode": "tokenrelay", "expected": outputs, "schedules": sched})
     finally:
         await pool.close()
         await stack.stop()
@@ -108,12 +110,14 @@ async def run_live(spec: LiveSpec, workdir: Path, cores: tuple[str, str] | None)
         "mismatches": report["mismatches"],
         "upstream_late_s": max(lateness.values(), default=None),
         "schedules": len(sched),
+        # How far apart the jobs' upstream requests started (the worker's start-up spread).
+        "start_spread_s": (max(starts) - min(starts))
+        if (starts := [s["t0"] for s in sched.values()])
+        else None,
     }
     figures.update(latency_figures(report, "lat", "lat_stamp_ms"))
     figures.update(latency_figures(report, "e2e", "lat_upstream_ms"))
-    figures.update(
-        process_figures(report, window, rss_idle, rss_connected, rss_peak, spec.viewers)
-    )
+    figures.update(process_figures(report, window, rss_idle, rss_connected, rss_peak, spec.viewers))
     figures.update(redis_figures(info_before, info_after, tokens_total))
     figures["worker_cpu_per_1k_tokens"] = window.cpu["worker"] * 1000 / tokens_total
     return figures

@@ -180,7 +180,7 @@ async def test_open_streams_per_client_are_bounded(
 )  # fmt: skip
 def test_token_text_cannot_inject_an_sse_field(text: str) -> None:
     entries = [
-        Entry((1, 0), "token", orjson.dumps({"text": text})),
+        Entry((1, 0), "token", orjson.dumps({"text": text}), text),
         Entry((2, 0), "status", b'{"status":"running","attempt":1}'),
     ]
     events = SSEDecoder().feed(encode(entries))

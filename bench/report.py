@@ -1,0 +1,158 @@
+"""Readable tables of a benchmark run's figures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Column = tuple[str, Callable[[dict[str, Any]], Any], str]
+
+
+def _get(key: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda row: row.get(key)
+
+
+def _ours(key: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda row: (row.get("tokenrelay") or {}).get(key)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None:
+        return "-"
+    if spec == "%":
+        return f"{value * 100:.1f}%"
+    if spec == "x":
+        return f"{value:.2f}x"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return format(value, spec)
+    return str(value)
+
+
+def table(title: str, rows: list[dict[str, Any]], columns: list[Column]) -> str:
+    """A plain-text table with a title."""
+    header = [name for name, _, _ in columns]
+    body = [[_fmt(get(row), spec) for _, get, spec in columns] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
+    lines = [title, "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in body]
+    return "\n".join(lines)
+
+
+FANOUT: list[Column] = [
+    ("viewers", _get("viewers"), "d"),
+    ("events/s", _get("events_per_s"), ",.0f"),
+    ("chars/s", _get("chars_per_s"), ",.0f"),
+    ("p50 ms", _get("lat_p50_ms"), ".1f"),
+    ("p99 ms", _get("lat_p99_ms"), ".1f"),
+    ("e2e p99", _get("e2e_p99_ms"), ".1f"),
+    ("CPU s/M ev", _get("hub_cpu_s_per_M_events"), ".1f"),
+    ("chars/CPU-s", _get("chars_per_hub_cpu_s"), ",.0f"),
+    ("KB/viewer", _get("hub_kb_per_viewer"), ".1f"),
+    ("RSS MB", _get("hub_rss_mb_peak"), ".0f"),
+    ("exact", _get("exact"), "%"),
+    ("cut", _get("cutoffs"), ".0f"),
+    ("core0", _get("core0_busy"), "%"),
+    ("core1", _get("core1_busy"), "%"),
+]
+GENERATIONS: list[Column] = [
+    ("jobs", _get("jobs"), "d"),
+    ("worker CPU s/1k tok", _get("worker_cpu_per_1k_tokens"), ".3f"),
+    ("redis cmds/token", _get("redis_cmds_per_token"), ".2f"),
+    ("redis us/token", _get("redis_usec_per_token"), ".1f"),
+    ("e2e p50", _get("e2e_p50_ms"), ".1f"),
+    ("e2e p99", _get("e2e_p99_ms"), ".1f"),
+    ("write p99", _get("lat_p99_ms"), ".1f"),
+    ("upstream late s", _get("upstream_late_s"), ".2f"),
+    ("exact", _get("exact"), "%"),
+    ("core0", _get("core0_busy"), "%"),
+    ("core1", _get("core1_busy"), "%"),
+]
+STORM: list[Column] = [
+    ("", _get("label"), "s"),
+    ("caught up", _get("caught_up"), "%"),
+    ("p50 s", _get("catchup_p50_s"), ".3f"),
+    ("p99 s", _get("catchup_p99_s"), ".3f"),
+    ("max s", _get("catchup_max_s"), ".3f"),
+    ("exact", _get("exact"), "%"),
+    ("conns", _get("connections"), ".0f"),
+    ("hub CPU s", _get("hub_cpu_s"), ".2f"),
+]
+LATE: list[Column] = [
+    ("viewers", _get("viewers"), "d"),
+    ("entries", _get("stream_entries"), "d"),
+    ("all done s", _get("all_done_s"), ".2f"),
+    ("p50 s", _get("full_text_p50_s"), ".3f"),
+    ("p99 s", _get("full_text_p99_s"), ".3f"),
+    ("bytes/viewer", _get("bytes_per_viewer_median"), ",.0f"),
+    ("events/viewer", _get("events_per_viewer"), ".1f"),
+    ("exact", _get("exact"), "%"),
+    ("hub CPU ms/viewer", _get("hub_cpu_ms_per_viewer"), ".2f"),
+]
+IDLE: list[Column] = [
+    ("viewers", _get("viewers"), "d"),
+    ("connected", _get("connected"), "d"),
+    ("RSS MB", _get("hub_rss_mb"), ".1f"),
+    ("KB/viewer", _get("hub_kb_per_viewer"), ".1f"),
+]
+PEER_FANOUT: list[Column] = [
+    ("", _get("label"), "s"),
+    ("chars/CPU-s", _get("chars_per_hub_cpu_s"), ",.0f"),
+    ("ours", _ours("chars_per_hub_cpu_s"), ",.0f"),
+    ("ratio", _get("chars_per_cpu_s_ratio"), "x"),
+    ("p99 ms", _get("e2e_p99_ms"), ".1f"),
+    ("ours e2e", _ours("e2e_p99_ms"), ".1f"),
+    ("ratio", _get("e2e_p99_ratio"), "x"),
+    ("ours write", _ours("lat_p99_ms"), ".1f"),
+    ("KB/viewer", _get("hub_kb_per_viewer"), ".1f"),
+    ("ours", _ours("hub_kb_per_viewer"), ".1f"),
+    ("ratio", _get("kb_per_viewer_ratio"), "x"),
+    ("exact", _get("exact"), "%"),
+]
+PEER_STORM: list[Column] = [
+    ("", _get("label"), "s"),
+    ("p99 s", _get("catchup_p99_s"), ".3f"),
+    ("ours", _ours("catchup_p99_s"), ".3f"),
+    ("ratio", _get("catchup_p99_ratio"), "x"),
+    ("exact", _get("exact"), "%"),
+    ("ours", _ours("exact"), "%"),
+    ("hub CPU s", _get("hub_cpu_s"), ".2f"),
+    ("ours", _ours("hub_cpu_s"), ".2f"),
+]
+
+
+def render(sections: dict[str, list[dict[str, Any]]]) -> str:
+    """Every scenario that ran, as tables."""
+    out: list[str] = []
+    titles = {
+        "fanout": ("1. Fan-out: 10 jobs at 100 tokens/s, one gateway process", FANOUT),
+        "generations": ("2. Many generations at 50 tokens/s, one viewer each", GENERATIONS),
+        "storm": ("3. Reconnect storm (catch-up time after the drop)", STORM),
+        "late": ("4. Late joiners of a finished job (time to full text)", LATE),
+        "idle": ("Idle viewers (memory)", IDLE),
+    }
+    for name, rows in sections.items():
+        unavailable = [row for row in rows if "unavailable" in row]
+        for row in unavailable:
+            out.append(f"{row['label']}: not measured: {row['unavailable']}")
+        rows = [row for row in rows if "unavailable" not in row]
+        if not rows:
+            continue
+        if name in titles:
+            title, columns = titles[name]
+            out.append(table(title, rows, columns))
+        else:
+            fan = [row for row in rows if row.get("kind") == "fanout"]
+            storm = [row for row in rows if row.get("kind") == "storm"]
+            label = "Nchan" if name == "nchan" else "resumable-stream"
+            if fan:
+                out.append(
+                    table(
+                        f"5. {label} vs tokenrelay, fan-out (ratio = tokenrelay/peer)",
+                        fan,
+                        PEER_FANOUT,
+                    )
+                )
+            if storm:
+                out.append(table(f"5. {label} vs tokenrelay, reconnect storm", storm, PEER_STORM))
+        out.append("")
+    return "\n".join(out)
