@@ -24,6 +24,8 @@ def _fmt(value: Any, spec: str) -> str:
     if spec == "x":
         return f"{value:.2f}x"
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if spec == "d":
+            return f"{round(value):d}"
         return format(value, spec)
     return str(value)
 

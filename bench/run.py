@@ -103,7 +103,10 @@ async def main_async(args: argparse.Namespace) -> int:
         except Exception as exc:  # one broken scenario must not lose the others' figures
             failures[name] = f"{type(exc).__name__}: {exc}"
             ctx.log(f"scenario {name} failed: {failures[name]}")
-    text = render(sections)
+    try:
+        text = render(sections)
+    except Exception as exc:  # the JSON below still keeps every figure
+        text = f"(table failed: {type(exc).__name__}: {exc})"
     print(text)
     if failures:
         print("failed scenarios: " + "; ".join(f"{k}: {v}" for k, v in failures.items()))

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 
 from service.errors import RateLimited, TokenRelayError
 
@@ -38,6 +38,13 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         for name in ("Allow", "Retry-After"):
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
+        return response
+    except OutOfMemoryError:
+        log.error("redis is out of memory", extra={"path": request.path})
+        response = error_response(
+            503, "redis_out_of_memory", "the job store is full; nothing was accepted"
+        )
+        response.headers["Retry-After"] = "5"
         return response
     except RedisError as exc:
         log.warning(
