@@ -1,9 +1,15 @@
 """Fan-out inside one gateway process: one Redis reader per job, shared by all its viewers.
 
-A :class:`JobFeed` tails a job's event stream from its cursor and hands each read to every
-subscribed :class:`Viewer` as a :class:`Batch`: the entries plus their frames, encoded once.
-Batches are contiguous (each starts where the previous ended), which is what lets a viewer
-join at any moment without a gap or a repeat (see ``service/viewer_stream.py``).
+A :class:`JobFeed` holds a job's cursor (and, while it fits, its history) and hands each new
+read to every subscribed :class:`Viewer` as a :class:`Batch`: the entries plus their frames,
+encoded once. Batches are contiguous (each starts where the previous ended), which is what
+lets a viewer join at any moment without a gap or a repeat (see ``service/viewer_stream.py``).
+
+The reading itself is done per *lane* (``service/keys.py``): a :class:`LaneReader` tails all
+live jobs of one lane with one blocking multi-key ``XREAD`` (legal on Redis Cluster because a
+lane's keys share one hash slot). So a gateway holds at most one blocked connection per lane,
+not per job, and Redis work per token does not grow with viewers. A lane reader is woken to
+pick up a new job by an entry on its own control stream, which sits in the lane's slot too.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,12 +28,13 @@ from redis.exceptions import RedisError
 
 from service.events import ZERO_ID, StreamId, format_stream_id
 from service.frames import Entry, encode, entries_from_reply
-from service.keys import job_events_key
+from service.keys import job_events_key, lane_of, lane_wake_key
 
 log = logging.getLogger(__name__)
 
 READ_BLOCK_MS = 5000
 READ_COUNT = 1000
+WAKE_TTL_SECONDS = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,52 +77,25 @@ class Viewer:
 
 
 class JobFeed:
-    """Tails one job's event stream for every viewer of that job in this process."""
+    """One job's position, history and viewers in this process."""
 
     def __init__(self, redis: Redis, job_id: str, history_limit: int) -> None:
         self._redis = redis
         self.job_id = job_id
-        self._key = job_events_key(job_id)
+        self.key = job_events_key(job_id)
         self.cursor: StreamId = ZERO_ID
+        self.viewers: set[Viewer] = set()
+        self.ended = False
+        self._ready = asyncio.Event()
         # Every entry from the stream's start while it fits: resumes and late joiners replay
         # from here instead of each asking Redis. Dropped for good after any Redis error.
         self._history: list[Entry] | None = None
         self._history_ids: list[StreamId] = []
         self._history_limit = history_limit
-        self.viewers: set[Viewer] = set()
-        self.ended = False
-        self._ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        """Begin tailing (the first viewer waits for :meth:`ready`)."""
-        self._task = asyncio.create_task(self._run(), name=f"feed-{self.job_id}")
 
     async def ready(self) -> None:
         """Wait until the cursor is set from Redis."""
         await self._ready.wait()
-
-    async def stop(self) -> None:
-        """Stop reading (the feed has no viewers left, or the process shuts down)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        try:
-            await self._init_cursor()
-            while not self.ended:
-                await self._read_once()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("job feed failed", extra={"job_id": self.job_id})
-        finally:
-            self.ended = True
-            self._ready.set()
-            for viewer in self.viewers:
-                viewer.close("feed_ended")
 
     def replay(self, after: StreamId, until: StreamId) -> list[Entry] | None:
         """Entries ``(after, until]`` from memory, or None when memory does not hold them."""
@@ -124,7 +105,8 @@ class JobFeed:
         high = bisect.bisect_right(self._history_ids, until)
         return self._history[low:high]
 
-    async def _init_cursor(self) -> None:
+    async def load(self) -> None:
+        """Set the cursor to the stream's last entry (loading the history if it fits)."""
         while True:
             try:
                 last = await self._load()
@@ -139,47 +121,18 @@ class JobFeed:
         self._ready.set()
 
     async def _load(self) -> Entry | None:
-        """Load the history if it fits; return the stream's last entry."""
         entries = entries_from_reply(
-            await self._redis.xrange(self._key, count=self._history_limit + 1)
+            await self._redis.xrange(self.key, count=self._history_limit + 1)
         )
         if len(entries) <= self._history_limit:
             self._history = entries
             self._history_ids = [entry.id for entry in entries]
             return entries[-1] if entries else None
-        tail = entries_from_reply(await self._redis.xrevrange(self._key, count=1))
+        tail = entries_from_reply(await self._redis.xrevrange(self.key, count=1))
         return tail[0] if tail else None
 
-    def _remember(self, entries: list[Entry]) -> None:
-        if self._history is None:
-            return
-        if len(self._history) + len(entries) > self._history_limit:
-            self._forget()
-            return
-        self._history.extend(entries)
-        self._history_ids.extend(entry.id for entry in entries)
-
-    def _forget(self) -> None:
-        self._history = None
-        self._history_ids = []
-
-    async def _read_once(self) -> None:
-        try:
-            reply: Any = await self._redis.xread(
-                {self._key: format_stream_id(self.cursor)}, count=READ_COUNT, block=READ_BLOCK_MS
-            )
-        except RedisError as exc:
-            # Redis may come back with less than it had: from now on replays ask Redis.
-            self._forget()
-            log.warning("feed read failed; retrying", extra={"job_id": self.job_id,
-                        "error": str(exc)})  # fmt: skip
-            await asyncio.sleep(0.5)
-            return
-        if not reply:
-            return
-        entries = entries_from_reply(reply[0][1])
-        if not entries:
-            return
+    def deliver(self, entries: list[Entry]) -> None:
+        """Hand entries read after the cursor to every viewer, as one batch."""
         batch = Batch(
             prev=self.cursor,
             last=entries[-1].id,
@@ -193,43 +146,161 @@ class JobFeed:
         for viewer in self.viewers:
             viewer.offer(batch)
 
+    def redis_failed(self) -> None:
+        """Redis may come back with less than it had: from now on replays ask Redis."""
+        self._history = None
+        self._history_ids = []
+
+    def close_viewers(self, reason: str) -> None:
+        """End every viewer's stream; they reconnect and resume from Redis."""
+        for viewer in self.viewers:
+            viewer.close(reason)
+
+    def _remember(self, entries: list[Entry]) -> None:
+        if self._history is None:
+            return
+        if len(self._history) + len(entries) > self._history_limit:
+            self.redis_failed()
+            return
+        self._history.extend(entries)
+        self._history_ids.extend(entry.id for entry in entries)
+
+
+class LaneReader:
+    """Tails every live job of one lane for this process with one blocking ``XREAD``."""
+
+    def __init__(self, redis: Redis, lane: int, reader_id: str) -> None:
+        self._redis = redis
+        self.lane = lane
+        self._wake_key = lane_wake_key(lane, reader_id)
+        self._feeds: dict[str, JobFeed] = {}  # by events key
+        self._wake_cursor = "0-0"
+        self._task: asyncio.Task[None] | None = None
+        self._woken = False
+
+    @property
+    def empty(self) -> bool:
+        """Whether the lane has no live job to read."""
+        return not self._feeds
+
+    def add(self, feed: JobFeed) -> None:
+        """Start reading ``feed``'s job from its cursor."""
+        self._feeds[feed.key] = feed
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"lane-{self.lane}")
+        else:
+            self._wake()
+
+    def remove(self, feed: JobFeed) -> None:
+        """Stop reading ``feed``'s job (it ended, or has no viewers left)."""
+        if self._feeds.get(feed.key) is feed:
+            del self._feeds[feed.key]
+
+    async def stop(self) -> None:
+        """Stop the reader."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _wake(self) -> None:
+        # The blocked XREAD returns when its own control stream gets an entry.
+        if not self._woken:
+            self._woken = True
+            asyncio.get_running_loop().create_task(self._send_wake())
+
+    async def _send_wake(self) -> None:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(self._wake_key, {"w": "1"}, maxlen=1)
+                pipe.expire(self._wake_key, WAKE_TTL_SECONDS)
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("lane wake failed", extra={"lane": self.lane, "error": str(exc)})
+
+    async def _run(self) -> None:
+        while self._feeds:
+            streams: dict[Any, Any] = {
+                key: format_stream_id(feed.cursor) for key, feed in self._feeds.items()
+            }
+            streams[self._wake_key] = self._wake_cursor
+            self._woken = False
+            try:
+                reply: Any = await self._redis.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS)
+            except RedisError as exc:
+                for feed in self._feeds.values():
+                    feed.redis_failed()
+                log.warning("lane read failed; retrying", extra={"lane": self.lane,
+                            "error": str(exc)})  # fmt: skip
+                await asyncio.sleep(0.5)
+                continue
+            self._dispatch(reply or ())
+
+    def _dispatch(self, reply: Any) -> None:
+        for raw_key, raw_entries in reply:
+            key = raw_key.decode()
+            if key == self._wake_key:
+                self._wake_cursor = raw_entries[-1][0].decode()
+                continue
+            feed = self._feeds.get(key)
+            entries = entries_from_reply(raw_entries)
+            if feed is None or not entries:
+                continue
+            feed.deliver(entries)
+            if feed.ended:
+                self.remove(feed)
+
 
 class FeedHub:
-    """The process's feeds by job id; creates a feed for a job's first viewer and stops it
-    after its last viewer leaves."""
+    """The process's feeds by job id and its lane readers: a job's feed is created for its
+    first viewer and dropped after its last viewer leaves."""
 
     def __init__(self, redis: Redis, viewer_limit: int, history_limit: int = 20_000) -> None:
         self._redis = redis
         self._viewer_limit = viewer_limit
         self._history_limit = history_limit
         self._feeds: dict[str, JobFeed] = {}
-        self._stopping: set[asyncio.Task[None]] = set()
+        self._lanes: dict[int, LaneReader] = {}
+        self._reader_id = uuid.uuid4().hex[:12]
+        self._loading: set[asyncio.Task[None]] = set()
 
     async def subscribe(self, job_id: str) -> tuple[Viewer, StreamId, bool]:
         """Register a viewer. Every batch after the returned cursor will reach it; the flag
         says the entry at the cursor is the job's terminal one (nothing will follow)."""
         feed = self._feeds.get(job_id)
-        if feed is None or feed.ended:
+        if feed is None or (feed.ended and not feed.viewers):
             feed = JobFeed(self._redis, job_id, self._history_limit)
             self._feeds[job_id] = feed
-            feed.start()
+            task = asyncio.create_task(self._start(feed), name=f"feed-{job_id}")
+            self._loading.add(task)
+            task.add_done_callback(self._loading.discard)
         await feed.ready()
         viewer = Viewer(feed=feed, limit=self._viewer_limit)
         # No await between reading the cursor and joining: the viewer misses no batch.
         feed.viewers.add(viewer)
         return viewer, feed.cursor, feed.ended
 
+    async def _start(self, feed: JobFeed) -> None:
+        await feed.load()
+        if feed.ended or self._feeds.get(feed.job_id) is not feed:
+            return
+        lane = lane_of(feed.job_id)
+        reader = self._lanes.get(lane)
+        if reader is None:
+            reader = self._lanes[lane] = LaneReader(self._redis, lane, self._reader_id)
+        reader.add(feed)
+
     def unsubscribe(self, viewer: Viewer) -> None:
-        """Remove a viewer; its feed stops when nobody is left."""
+        """Remove a viewer; its feed is dropped when nobody is left."""
         feed = viewer.feed
         feed.viewers.discard(viewer)
         if feed.viewers:
             return
         if self._feeds.get(feed.job_id) is feed:
             del self._feeds[feed.job_id]
-        task = asyncio.get_running_loop().create_task(feed.stop())
-        self._stopping.add(task)
-        task.add_done_callback(self._stopping.discard)
+        reader = self._lanes.get(lane_of(feed.job_id))
+        if reader is not None:
+            reader.remove(feed)
 
     def viewer_count(self, job_id: str) -> int:
         """Viewers of ``job_id`` connected to this process."""
@@ -243,19 +314,26 @@ class FeedHub:
 
     @property
     def feed_count(self) -> int:
-        """Jobs this process is reading (one Redis reader each)."""
+        """Jobs this process is following."""
         return len(self._feeds)
+
+    @property
+    def lane_readers(self) -> int:
+        """Lanes this process is reading (one blocked Redis connection each)."""
+        return sum(not reader.empty for reader in self._lanes.values())
 
     def close_all(self, reason: str) -> None:
         """End every viewer's stream (graceful shutdown: they reconnect elsewhere)."""
         for feed in self._feeds.values():
-            for viewer in feed.viewers:
-                viewer.close(reason)
+            feed.close_viewers(reason)
 
     async def stop(self) -> None:
-        """Stop every feed, including those already stopping."""
-        feeds = list(self._feeds.values())
+        """Stop every lane reader."""
+        for task in self._loading:
+            task.cancel()
+        readers = list(self._lanes.values())
+        self._lanes.clear()
         self._feeds.clear()
         await asyncio.gather(
-            *(feed.stop() for feed in feeds), *self._stopping, return_exceptions=True
+            *(reader.stop() for reader in readers), *self._loading, return_exceptions=True
         )

@@ -1,7 +1,8 @@
 """Submitting jobs: create the record and first event, then enqueue. Used by the gateway and by
 backends that submit from Python without holding an HTTP connection.
 
-Queue entry format (``XADD tr:queue * ...``), for backends that write to Redis directly:
+Queue entry format (``XADD tr:{q<n>}:queue * ...`` on any partition ``n``), for backends that
+write to Redis directly:
 
 - ``job`` = an existing job id whose record was created with :func:`create_job`, or
 - ``request`` = the job request as JSON (same fields as ``POST /v1/jobs``) and optionally
@@ -19,7 +20,7 @@ from redis.asyncio import Redis
 from service.errors import Conflict
 from service.events import QUEUED
 from service.jobs import JobRequest, new_job_id, now_ms
-from service.keys import idempotency_key, job_keys, queue_key
+from service.keys import idempotency_key, job_keys, queue_key_for
 from service.scripts import Scripts, as_text
 from service.settings import Settings
 
@@ -59,7 +60,7 @@ async def create_job(
 async def enqueue(redis: Redis, job_id: str) -> None:
     """Put an existing job on the queue (a retried XADD at worst enqueues it twice, which the
     worker detects)."""
-    await redis.xadd(queue_key(), {"job": job_id})
+    await redis.xadd(queue_key_for(job_id), {"job": job_id})
 
 
 async def submit_job(

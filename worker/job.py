@@ -51,6 +51,7 @@ class RunningJob:
 
     job_id: str
     entry_id: str
+    queue: str  # the queue partition the entry is on
     attempt: int = 0
     stop_reason: str | None = None
     task: asyncio.Task[Any] | None = None

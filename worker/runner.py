@@ -9,6 +9,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -18,7 +19,7 @@ from redis.exceptions import RedisError, ResponseError
 from service.errors import BadRequest
 from service.events import RUNNING
 from service.jobs import parse_job_request
-from service.keys import QUEUE_GROUP, dead_letter_key, job_record_key, queue_key
+from service.keys import QUEUE_GROUP, dead_letter_key, job_record_key, queue_keys
 from service.scripts import as_text
 from service.submit import create_job
 from worker.job import JobContext, Outcome, RunningJob, run_job
@@ -56,16 +57,22 @@ class Worker:
                 "concurrency": self.settings.worker_concurrency,
             },
         )
-        loops = [
-            asyncio.create_task(self._supervise("consume", self._consume_loop)),
-            asyncio.create_task(self._supervise("reclaim", self._reclaim_loop)),
+        # One blocking reader per queue partition: every partition is served as soon as it
+        # has work, whichever node of a cluster holds it.
+        intake = [
+            asyncio.create_task(self._supervise("consume", partial(self._consume_loop, queue)))
+            for queue in queue_keys()
+        ]
+        intake.append(asyncio.create_task(self._supervise("reclaim", self._reclaim_loop)))
+        upkeep = [
             asyncio.create_task(self._supervise("lease", self._lease_loop)),
             asyncio.create_task(self._supervise("cancel-watch", self._cancel_loop)),
         ]
         await self._stopping.wait()
-        loops[0].cancel()
-        loops[1].cancel()
+        for task in intake:
+            task.cancel()
         await self._drain()
+        loops = intake + upkeep
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
@@ -86,29 +93,30 @@ class Worker:
                             "error": str(exc)})  # fmt: skip
                 await asyncio.sleep(1.0)
 
-    async def _consume_loop(self) -> None:
+    async def _consume_loop(self, queue: str) -> None:
         while not self._stopping.is_set():
             free = await self._wait_for_slot()
             reply: Any = await self.redis.xreadgroup(
-                QUEUE_GROUP, self.ctx.worker_id, {queue_key(): ">"}, count=free, block=2000
+                QUEUE_GROUP, self.ctx.worker_id, {queue: ">"}, count=free, block=2000
             )
             for _stream, entries in reply or ():
                 for entry_id, fields in entries:
-                    await self._take(as_text(entry_id), fields)
+                    await self._take(queue, as_text(entry_id), fields)
 
     async def _reclaim_loop(self) -> None:
         """Claim entries whose worker stopped renewing its lease (it died or hung)."""
         lease_ms = int(self.settings.lease_seconds * 1000)
         while not self._stopping.is_set():
             await asyncio.sleep(self.settings.lease_seconds / 3)
-            free = await self._wait_for_slot()
-            reply: Any = await self.redis.xautoclaim(
-                queue_key(), QUEUE_GROUP, self.ctx.worker_id, lease_ms, "0-0", count=free
-            )
-            for entry_id, fields in reply[1]:
-                log.warning("reclaimed a job from a silent worker", extra={
-                    "entry_id": as_text(entry_id)})  # fmt: skip
-                await self._take(as_text(entry_id), fields)
+            for queue in queue_keys():
+                free = await self._wait_for_slot()
+                reply: Any = await self.redis.xautoclaim(
+                    queue, QUEUE_GROUP, self.ctx.worker_id, lease_ms, "0-0", count=free
+                )
+                for entry_id, fields in reply[1]:
+                    log.warning("reclaimed a job from a silent worker", extra={
+                        "entry_id": as_text(entry_id)})  # fmt: skip
+                    await self._take(queue, as_text(entry_id), fields)
 
     async def _lease_loop(self) -> None:
         """Renew every running job's lease; a job whose entry was reclaimed elsewhere stops."""
@@ -120,7 +128,7 @@ class Worker:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for job in jobs:
                     await self.ctx.scripts.renew_lease(
-                        keys=[queue_key()],
+                        keys=[job.queue],
                         args=[QUEUE_GROUP, self.ctx.worker_id, job.entry_id],
                         client=pipe,
                     )
@@ -152,20 +160,20 @@ class Worker:
         self._slots.release()
         return max(1, self.settings.worker_concurrency - len(self.running))
 
-    async def _take(self, entry_id: str, fields: dict[Any, Any]) -> None:
+    async def _take(self, queue: str, entry_id: str, fields: dict[Any, Any]) -> None:
         job_id = await self._job_for_entry(entry_id, fields)
         if job_id is None:
-            await self._ack(entry_id)
+            await self._ack(queue, entry_id)
             return
         running = self.running.get(job_id)
         if running is not None:
             if running.entry_id != entry_id:  # a duplicate entry of a job we run already
-                await self._ack(entry_id)
+                await self._ack(queue, entry_id)
             # else: we reclaimed our own entry after renewals failed (a Redis outage); the
             # job is still ours and still running.
             return
         await self._slots.acquire()
-        job = RunningJob(job_id=job_id, entry_id=entry_id)
+        job = RunningJob(job_id=job_id, entry_id=entry_id, queue=queue)
         self.running[job_id] = job
         task = asyncio.create_task(self._run_one(job), name=f"job-{job_id}")
         self._tasks.add(task)
@@ -178,9 +186,9 @@ class Worker:
         try:
             outcome = await run_job(self.ctx, job)
             if outcome is Outcome.ACK:
-                await self._ack(job.entry_id)
+                await self._ack(job.queue, job.entry_id)
             elif job.stop_reason == "shutdown":
-                await self._hand_back(job.entry_id)
+                await self._hand_back(job.queue, job.entry_id)
         except Exception:
             log.exception(
                 "job run crashed; its entry stays pending for reclaim",
@@ -208,15 +216,17 @@ class Worker:
         await create_job(self.redis, self.ctx.scripts, self.settings, request, job_id)
         return job_id
 
-    async def _ack(self, entry_id: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(queue_key(), QUEUE_GROUP, entry_id)
-            pipe.xdel(queue_key(), entry_id)
+    async def _ack(self, queue: str, entry_id: str) -> None:
+        # Both commands are idempotent, so no transaction is needed (cluster pipelines are not
+        # transactional).
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xack(queue, QUEUE_GROUP, entry_id)
+            pipe.xdel(queue, entry_id)
             await pipe.execute()
 
-    async def _hand_back(self, entry_id: str) -> None:
+    async def _hand_back(self, queue: str, entry_id: str) -> None:
         await self.redis.xclaim(
-            queue_key(), QUEUE_GROUP, self.ctx.worker_id, 0, [entry_id],
+            queue, QUEUE_GROUP, self.ctx.worker_id, 0, [entry_id],
             idle=HAND_BACK_IDLE_MS, justid=True,
         )  # fmt: skip
 
@@ -238,9 +248,10 @@ class Worker:
 
 
 async def ensure_group(redis: Redis) -> None:
-    """Create the queue stream and its consumer group if they do not exist yet."""
-    try:
-        await redis.xgroup_create(queue_key(), QUEUE_GROUP, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    """Create every queue partition and its consumer group if they do not exist yet."""
+    for queue in queue_keys():
+        try:
+            await redis.xgroup_create(queue, QUEUE_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from service.app import create_app
-from service.keys import job_events_key, job_output_key, job_record_key
+from service.keys import job_events_key, job_output_key, job_record_key, queue_keys
 from service.settings import Settings
 from tests.conftest import RunningWorker
 from tests.jobs_api import submit, wait_for, wait_until_ended
@@ -56,6 +56,6 @@ async def test_submit_to_a_full_redis_is_refused_explicitly(
         assert (await response.json())["error"]["code"] == "redis_out_of_memory"
     finally:
         await redis.config_set("maxmemory", "0")
-    assert await redis.xlen("tr:queue") == 0
+    assert sum([await redis.exists(queue) for queue in queue_keys()]) == 0
 
 
