@@ -40,11 +40,11 @@ browser:
 	  fi; }
 
 lint: $(PY_STAMP)
-	$(BIN)/ruff check service worker simulator tests bench
-	$(BIN)/ruff format --check service worker simulator
+	$(BIN)/ruff check service worker simulator client tests bench
+	$(BIN)/ruff format --check service worker simulator client
 
 typecheck: $(PY_STAMP)
-	$(BIN)/mypy --strict service worker simulator
+	$(BIN)/mypy --strict service worker simulator client
 
 pytest: $(PY_STAMP) $(WEB_STAMP) browser
 	$(BIN)/pytest

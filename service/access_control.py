@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from service.errors import Forbidden, RateLimited
 from service.http_errors import Handler
 from service.keys import rate_limit_key
+from service.redis_client import AnyRedis
 from service.settings import Settings
 
 _CORS_METHODS = "GET, POST, DELETE, OPTIONS"
@@ -65,7 +65,7 @@ def cors_middleware(settings: Settings) -> web.middleware:  # type: ignore[valid
 class RateLimiter:
     """Fixed-window counters in Redis, so every gateway enforces one shared limit."""
 
-    def __init__(self, redis: Redis, window_seconds: int = 60) -> None:
+    def __init__(self, redis: AnyRedis, window_seconds: int = 60) -> None:
         self._redis = redis
         self._window = window_seconds
 

@@ -15,8 +15,10 @@ from service.errors import BadRequest, NotFound, Unavailable
 from service.events import ZERO_ID, StreamId, parse_stream_id
 from service.frames import retry_frame
 from service.keys import job_record_key
+from service.metrics import ViewerMeter
 from service.scripts import as_text
 from service.state import STATE
+from service.viewer_presence import VIEWER_COUNTS
 from service.viewer_stream import stream_to_viewer
 
 log = logging.getLogger(__name__)
@@ -81,11 +83,15 @@ async def _serve_stream(
     await response.prepare(request)
     send_timeout = state.settings.send_timeout_seconds
 
+    meter = ViewerMeter(state.metrics)
+
     async def write(data: bytes) -> None:
         async with asyncio.timeout(send_timeout):
             await response.write(data)
-        state.metrics.bytes_sent.inc(len(data))
+        meter.wrote(data)
 
+    viewer_counts = request.app[VIEWER_COUNTS]
+    viewer_counts.join(job_id)
     state.metrics.viewers.inc()
     reason = "client_gone"
     try:
@@ -106,8 +112,10 @@ async def _serve_stream(
     except ConnectionResetError:
         reason = "client_gone"
     finally:
+        viewer_counts.leave(job_id)
         state.metrics.viewers.dec()
         state.metrics.streams_ended.labels(reason).inc()
+        meter.finished()
         response.stop_streaming()
     log.debug("viewer stream ended", extra={"job_id": job_id, "reason": reason})
     return response

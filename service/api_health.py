@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from service.state import STATE
@@ -21,23 +22,27 @@ async def readyz(request: web.Request) -> web.Response:
     """Ready to serve: Redis answers and the gateway is not shutting down."""
     state = request.app[STATE]
     if state.shutting_down:
+        state.metrics.readiness(False)
         return web.json_response({"ready": False, "reason": "shutting down"}, status=503)
     try:
         await state.redis.ping()
     except RedisError as exc:
+        state.metrics.readiness(False)
         return web.json_response({"ready": False, "reason": f"redis: {exc}"}, status=503)
+    state.metrics.readiness(True)
     return web.json_response({"ready": True})
 
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text format."""
+    """Prometheus text format; the queue's figures are read from Redis now."""
     state = request.app[STATE]
     state.metrics.feeds.set(state.hub.feed_count)
+    await state.metrics.queue.refresh(state.redis)
     return web.Response(
-        body=state.metrics.render(), content_type="text/plain", charset="utf-8",
-        headers={"X-Content-Type-Options": "nosniff"},
-    )  # fmt: skip
+        body=state.metrics.render(),
+        headers={"Content-Type": CONTENT_TYPE_LATEST, "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @routes.get("/v1/meta")

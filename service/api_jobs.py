@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from service.access_control import client_address
+from service.access_log import REQUEST_TRACEPARENT
 from service.auth import require_api_key, require_viewer
 from service.errors import BadRequest, Conflict, NotFound
 from service.events import QUEUED
@@ -17,6 +18,7 @@ from service.keys import job_keys, job_output_key, job_record_key
 from service.scripts import as_text
 from service.state import STATE, GatewayState
 from service.submit import submit_job
+from service.tracing import TRACEPARENT
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,11 @@ async def submit(request: web.Request) -> web.Response:
     status = QUEUED
     if job.created:
         state.metrics.jobs_submitted.inc()
-        log.info("job submitted", extra={"job_id": job.id, "owner": owner})
+        traceparent = request.get(REQUEST_TRACEPARENT)
+        if traceparent is not None:  # the job's trace: the worker continues it
+            await state.redis.hset(job_record_key(job.id), TRACEPARENT, traceparent)
+        log.info("job submitted", extra={"job_id": job.id, "owner": owner, "status": QUEUED,
+                                         "attempt": 0})  # fmt: skip
     else:
         stored = await state.redis.hget(job_record_key(job.id), "status")
         status = as_text(stored) if stored is not None else QUEUED
@@ -98,7 +104,7 @@ async def get_job(request: web.Request) -> web.Response:
     state = request.app[STATE]
     job_id = job_id_from(request)
     require_viewer(request, state.settings, state.tokens, job_id)
-    async with state.redis.pipeline(transaction=True) as pipe:
+    async with state.redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(job_record_key(job_id))
         pipe.get(job_output_key(job_id))
         raw, output = await pipe.execute()
@@ -132,5 +138,8 @@ async def cancel_job(request: web.Request) -> web.Response:
             raise Conflict(f"the job already ended ({status})", code="job_finished")
     else:
         state.metrics.jobs_cancelled.inc()
-        log.info("job cancelled", extra={"job_id": job_id})
+        attempt, worker = await state.redis.hmget(job_record_key(job_id), "attempt", "worker")
+        log.info("job cancelled", extra={
+            "job_id": job_id, "status": "cancelled", "attempt": int(attempt or 0),
+            "worker_id": as_text(worker) if worker is not None else None})  # fmt: skip
     return web.json_response({"id": job_id, "status": "cancelled"})

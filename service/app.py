@@ -5,50 +5,84 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from redis.asyncio import Redis
 
-from service import api_events, api_health, api_jobs
+from service import api_events, api_health, api_jobs, openai_compat
 from service.access_control import RateLimiter, StreamSlots, cors_middleware
+from service.access_log import access_log
 from service.fanout import FeedHub
 from service.http_errors import json_errors
+from service.log_setup import redact_secrets
 from service.metrics import GatewayMetrics
+from service.redis_client import AnyRedis
+from service.redis_metrics import instrument_redis
 from service.scripts import Scripts
 from service.settings import Settings
 from service.state import STATE, GatewayState
+from service.tracing import Tracing, setup_tracing
+from service.viewer_presence import ViewerCounts, add_viewer_presence
 from service.viewer_tokens import ViewerTokens, shared_secret
 from service.web_page import add_page_routes
 
 log = logging.getLogger(__name__)
 
 
-async def create_app(settings: Settings, redis: Redis) -> web.Application:
-    """Build the gateway on an existing Redis client (the caller owns and closes it)."""
+async def create_app(
+    settings: Settings, redis: AnyRedis, *, tracing: Tracing | None = None
+) -> web.Application:
+    """Build the gateway on an existing Redis client (the caller owns and closes it).
+
+    Without ``tracing``, traces are set up from the ``OTEL_*`` variables (off by default) and
+    stopped with the app.
+    """
+    owned_tracing = tracing is None
+    tracing = setup_tracing("tokenrelay-gateway") if tracing is None else tracing
+    viewer_counts = ViewerCounts()
+    metrics = GatewayMetrics(viewer_counts.counts)
+    instrument_redis(redis, metrics.redis)
     configured = settings.viewer_token_secret
     secret = await shared_secret(
         redis, configured.get_secret_value().encode() if configured is not None else None
     )
+    redact_secrets(_secrets(settings, secret))
     state = GatewayState(
         settings=settings,
         redis=redis,
         scripts=Scripts.register(redis),
         hub=FeedHub(redis, settings.viewer_buffer_frames, settings.replay_cache_entries),
         tokens=ViewerTokens(secret, settings.viewer_token_seconds),
-        metrics=GatewayMetrics(),
+        metrics=metrics,
         limiter=RateLimiter(redis),
         stream_slots=StreamSlots(settings.max_streams_per_client),
     )
     app = web.Application(
-        middlewares=[json_errors, cors_middleware(settings)],
+        middlewares=[access_log(metrics, tracing), json_errors, cors_middleware(settings)],
         client_max_size=settings.max_body_bytes,
     )
     app[STATE] = state
     app.add_routes(api_jobs.routes)
     app.add_routes(api_events.routes)
     app.add_routes(api_health.routes)
+    app.add_routes(openai_compat.routes)
     add_page_routes(app)
+    add_viewer_presence(app, redis, viewer_counts, settings.viewer_report_seconds)
     app.on_shutdown.append(_end_streams)
     app.on_cleanup.append(_stop_feeds)
+    if owned_tracing:
+
+        async def stop_tracing(app: web.Application) -> None:
+            tracing.shutdown()
+
+        app.on_cleanup.append(stop_tracing)
     return app
+
+
+def _secrets(settings: Settings, signing_secret: bytes) -> list[str]:
+    """Values no log line may show."""
+    values = [key.get_secret_value() for key in settings.api_keys]
+    if settings.upstream_api_key is not None:
+        values.append(settings.upstream_api_key.get_secret_value())
+    values.append(signing_secret.decode("utf-8", errors="replace"))
+    return values
 
 
 async def _end_streams(app: web.Application) -> None:

@@ -104,7 +104,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: ``tokenrelay {up,gateway,worker,simulate-upstream}``."""
+    """The command line: ``tokenrelay {up,gateway,worker,simulate-upstream,submit,watch}``."""
     from simulator.cli import add_parser as add_simulator
 
     parser = argparse.ArgumentParser(
@@ -121,7 +121,52 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(worker, "redis_url", "upstream_url", "model", "concurrency")
     worker.set_defaults(func=_cmd_worker)
     add_simulator(commands)
+    _add_client_commands(commands)
     return parser
+
+
+# How `tokenrelay submit` / `tokenrelay watch` end, as exit codes (documented in the README).
+_CLIENT_EXIT_CODES = {
+    "submitted": 0,
+    "done": 0,
+    "failed": 1,
+    "refused": 2,
+    "cancelled": 3,
+    "unreachable": 4,
+    "diverged": 5,
+}
+_INTERRUPTED = 130
+
+
+def _add_client_commands(commands: Any) -> None:
+    from service.watch_cli import add_submit_arguments, add_watch_arguments
+
+    submit = commands.add_parser("submit", help="submit a job; --watch prints its code live")
+    add_submit_arguments(submit)
+    submit.set_defaults(func=_cmd_submit)
+    watch = commands.add_parser("watch", help="print a job's code live, resuming on its own")
+    add_watch_arguments(watch)
+    watch.set_defaults(func=_cmd_watch)
+
+
+def _run_client(args: argparse.Namespace, command: str) -> int:
+    from service import watch_cli
+
+    options = watch_cli.client_options(args, load_settings({}))
+    run = watch_cli.submit_command if command == "submit" else watch_cli.watch_command
+    try:
+        outcome = asyncio.run(run(args, options))
+    except KeyboardInterrupt:
+        return _INTERRUPTED
+    return _CLIENT_EXIT_CODES[outcome.value]
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    return _run_client(args, "submit")
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    return _run_client(args, "watch")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -50,6 +51,7 @@ class RedisServer:
     data_dir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra_args: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -71,6 +73,7 @@ class RedisServer:
                 "--save", "",
                 "--maxmemory-policy", "noeviction",
                 "--protected-mode", "yes",
+                *self.extra_args,
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -106,3 +109,102 @@ class RedisServer:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+@dataclass
+class RedisClusterServers:
+    """A local Redis Cluster: ``primaries`` primaries with one replica each, for tests and
+    benchmarks. A node also listens on its port + 10000 (the cluster bus), so ports are
+    picked at most 55535 with both free."""
+
+    data_dir: Path
+    primaries: int = 3
+    node_timeout_ms: int = 1000
+    nodes: list[RedisServer] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://`` with every node as a seed."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self) -> None:
+        """Start the nodes and form the cluster; wait until it is ok."""
+        ports = _cluster_ports(self.primaries * 2)
+        for index, port in enumerate(ports):
+            node = RedisServer(data_dir=self.data_dir / f"node-{index}", port=port)
+            node.extra_args = [
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(self.node_timeout_ms),
+            ]  # fmt: skip
+            node.start()
+            self.nodes.append(node)
+        subprocess.run(
+            [
+                _redis_cli(), "--cluster", "create",
+                *(f"127.0.0.1:{node.port}" for node in self.nodes),
+                "--cluster-replicas", "1", "--cluster-yes",
+            ],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        self.wait_ok()
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Wait until every running node reports ``cluster_state:ok``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = [_cli(node.port, "cluster", "info") for node in self.nodes if node.process]
+            if all("cluster_state:ok" in state for state in states):
+                return
+            time.sleep(0.1)
+        raise TokenRelayError("the Redis cluster did not reach cluster_state:ok")
+
+    def primary_ports(self) -> list[int]:
+        """Ports of the nodes that are primaries now."""
+        return [
+            node.port
+            for node in self.nodes
+            if node.process and "role:master" in _cli(node.port, "info", "replication")
+        ]
+
+    def node(self, port: int) -> RedisServer:
+        """The node listening on ``port``."""
+        return next(node for node in self.nodes if node.port == port)
+
+    def stop(self) -> None:
+        """Stop every node."""
+        for node in self.nodes:
+            node.stop()
+
+
+def _redis_cli() -> str:
+    found = shutil.which("redis-cli")
+    if not found:
+        raise RedisNotFound("redis-cli is needed to form a cluster (it comes with redis-server)")
+    return found
+
+
+def _cli(port: int, *args: str) -> str:
+    result = subprocess.run(
+        [_redis_cli(), "-p", str(port), *args], capture_output=True, text=True, timeout=10
+    )
+    return result.stdout
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _cluster_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    candidate = 30000 + (os.getpid() * 7) % 20000
+    while len(ports) < count:
+        candidate = 30000 + (candidate - 30000 + 1) % 25535
+        if _port_free(candidate) and _port_free(candidate + 10000):
+            ports.append(candidate)
+    return ports

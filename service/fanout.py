@@ -23,12 +23,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.events import ZERO_ID, StreamId, format_stream_id
 from service.frames import Entry, encode, entries_from_reply
 from service.keys import job_events_key, lane_of, lane_wake_key
+from service.redis_client import AnyRedis
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Viewer:
 class JobFeed:
     """One job's position, history and viewers in this process."""
 
-    def __init__(self, redis: Redis, job_id: str, history_limit: int) -> None:
+    def __init__(self, redis: AnyRedis, job_id: str, history_limit: int) -> None:
         self._redis = redis
         self.job_id = job_id
         self.key = job_events_key(job_id)
@@ -113,7 +113,7 @@ class JobFeed:
                 break
             except RedisError as exc:
                 log.warning("feed cannot reach redis", extra={"job_id": self.job_id,
-                            "error": str(exc)})  # fmt: skip
+                            "error": repr(exc)})  # fmt: skip
                 await asyncio.sleep(0.5)
         if last is not None:
             self.cursor = last.id
@@ -169,7 +169,7 @@ class JobFeed:
 class LaneReader:
     """Tails every live job of one lane for this process with one blocking ``XREAD``."""
 
-    def __init__(self, redis: Redis, lane: int, reader_id: str) -> None:
+    def __init__(self, redis: AnyRedis, lane: int, reader_id: str) -> None:
         self._redis = redis
         self.lane = lane
         self._wake_key = lane_wake_key(lane, reader_id)
@@ -231,7 +231,7 @@ class LaneReader:
                 for feed in self._feeds.values():
                     feed.redis_failed()
                 log.warning("lane read failed; retrying", extra={"lane": self.lane,
-                            "error": str(exc)})  # fmt: skip
+                            "error": repr(exc)})  # fmt: skip
                 await asyncio.sleep(0.5)
                 continue
             self._dispatch(reply or ())
@@ -255,7 +255,7 @@ class FeedHub:
     """The process's feeds by job id and its lane readers: a job's feed is created for its
     first viewer and dropped after its last viewer leaves."""
 
-    def __init__(self, redis: Redis, viewer_limit: int, history_limit: int = 20_000) -> None:
+    def __init__(self, redis: AnyRedis, viewer_limit: int, history_limit: int = 20_000) -> None:
         self._redis = redis
         self._viewer_limit = viewer_limit
         self._history_limit = history_limit

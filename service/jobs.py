@@ -46,6 +46,7 @@ class JobRequest(BaseModel):
     model: str | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(default=None, ge=1)
+    stop: list[str] | None = Field(default=None, min_length=1, max_length=4)
 
     @model_validator(mode="after")
     def _check_against_settings(self, info: ValidationInfo) -> JobRequest:

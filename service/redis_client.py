@@ -1,31 +1,62 @@
-"""How every process connects to Redis: one place for pool size, timeouts and reconnect backoff."""
+"""How every process connects to Redis: one place for the client kind, pool size, timeouts and
+reconnect backoff. One setting switches between a single Redis and a Redis Cluster; the rest
+of the code is the same for both (every multi-key command stays in one hash slot)."""
 
 from __future__ import annotations
 
 from typing import TypeAlias
+from urllib.parse import urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-AnyRedis: TypeAlias = "Redis"
+AnyRedis: TypeAlias = Redis | RedisCluster
+
+CLUSTER_SCHEME = "redis+cluster://"
 
 
-def connect(url: str, *, max_connections: int = 1024) -> Redis:
+def _retry() -> Retry:
+    return Retry(EqualJitterBackoff(cap=2.0, base=0.05), retries=5)
+
+
+def cluster_nodes(url: str) -> list[ClusterNode]:
+    """The seed nodes of ``redis+cluster://host:port,host:port[/...]``."""
+    rest = url.removeprefix(CLUSTER_SCHEME)
+    netloc = rest.split("/", 1)[0]
+    nodes = []
+    for part in netloc.split(","):
+        parsed = urlsplit(f"redis://{part}")
+        if not parsed.hostname:
+            raise ValueError(f"no host in cluster node {part!r}")
+        nodes.append(ClusterNode(parsed.hostname, parsed.port or 6379))
+    return nodes
+
+
+def connect(url: str, *, max_connections: int = 1024) -> AnyRedis:
     """A client whose commands retry connection errors with jittered backoff.
 
     Replies stay bytes (``decode_responses=False``): token text is decoded once, where it is
     used, and the event frames are built from the raw bytes.
     """
-    retry = Retry(EqualJitterBackoff(cap=2.0, base=0.05), retries=5)
+    if url.startswith(CLUSTER_SCHEME):
+        return RedisCluster(
+            startup_nodes=cluster_nodes(url),
+            max_connections=max_connections,
+            socket_connect_timeout=5.0,
+            socket_keepalive=True,
+            retry=_retry(),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
     return Redis.from_url(
         url,
         max_connections=max_connections,
         socket_connect_timeout=5.0,
         socket_keepalive=True,
         health_check_interval=30,
-        retry=retry,
+        retry=_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )

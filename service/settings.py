@@ -109,6 +109,16 @@ class Settings(BaseSettings):
     viewer_token_secret: SecretStr | None = None
     viewer_token_seconds: int = Field(default=7 * 86_400, ge=60)
 
+    # Operations.
+    worker_metrics_host: str = Field(
+        default="127.0.0.1", description="where a worker serves /metrics (0.0.0.0 in containers)"
+    )
+    worker_metrics_port: int = Field(
+        default=9101, ge=0, le=65535, description="a worker's /metrics port; 0 = off"
+    )
+    viewer_report_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="how often a gateway reports its viewers to Redis"
+    )
     log_level: str = "INFO"
 
     @field_validator("models", "languages", "api_keys", "cors_origins", mode="before")
@@ -127,8 +137,9 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        schemes = ("redis://", "rediss://", "unix://", "redis+cluster://")
+        if value is not None and not value.startswith(schemes):
+            raise ValueError("must start with redis://, rediss://, unix:// or redis+cluster://")
         return value
 
     @field_validator("upstream_url")

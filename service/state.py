@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from service.access_control import RateLimiter, StreamSlots
 from service.fanout import FeedHub
 from service.metrics import GatewayMetrics
+from service.redis_client import AnyRedis
 from service.scripts import Scripts
 from service.settings import Settings
 from service.viewer_tokens import ViewerTokens
@@ -20,7 +20,7 @@ class GatewayState:
     """The gateway's shared objects; ``shutting_down`` stops new streams."""
 
     settings: Settings
-    redis: Redis
+    redis: AnyRedis
     scripts: Scripts
     hub: FeedHub
     tokens: ViewerTokens

@@ -15,12 +15,12 @@ import hashlib
 from dataclasses import dataclass
 
 import orjson
-from redis.asyncio import Redis
 
 from service.errors import Conflict
 from service.events import QUEUED
 from service.jobs import JobRequest, new_job_id, now_ms
 from service.keys import idempotency_key, job_keys, queue_key_for
+from service.redis_client import AnyRedis
 from service.scripts import Scripts, as_text
 from service.settings import Settings
 
@@ -38,7 +38,7 @@ def _model_for(request: JobRequest, settings: Settings) -> str:
 
 
 async def create_job(
-    redis: Redis, scripts: Scripts, settings: Settings, request: JobRequest, job_id: str
+    redis: AnyRedis, scripts: Scripts, settings: Settings, request: JobRequest, job_id: str
 ) -> bool:
     """Create the job's record and its ``status: queued`` event; false if it already exists."""
     fields: list[str | int] = [
@@ -57,14 +57,14 @@ async def create_job(
     return created is not None
 
 
-async def enqueue(redis: Redis, job_id: str) -> None:
+async def enqueue(redis: AnyRedis, job_id: str) -> None:
     """Put an existing job on the queue (a retried XADD at worst enqueues it twice, which the
     worker detects)."""
     await redis.xadd(queue_key_for(job_id), {"job": job_id})
 
 
 async def submit_job(
-    redis: Redis,
+    redis: AnyRedis,
     scripts: Scripts,
     settings: Settings,
     request: JobRequest,
@@ -95,7 +95,7 @@ async def submit_job(
 
 
 async def _claim_idempotency(
-    redis: Redis,
+    redis: AnyRedis,
     settings: Settings,
     owner: str,
     key_value: str,

@@ -14,12 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from service.events import RESET, ZERO_ID, StreamId, format_stream_id
 from service.fanout import Batch, FeedHub, JobFeed, Viewer
 from service.frames import PING, encode, entries_from_reply, frame
 from service.keys import job_events_key
+from service.redis_client import AnyRedis
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ class StreamOutcome:
     events_bytes: int
 
 
-async def position_known(redis: Redis, job_id: str, position: StreamId) -> bool:
+async def position_known(redis: AnyRedis, job_id: str, position: StreamId) -> bool:
     """Whether the job's stream holds the entry a viewer resumes after."""
     if position == ZERO_ID:
         return True
@@ -45,7 +44,7 @@ async def position_known(redis: Redis, job_id: str, position: StreamId) -> bool:
 
 
 async def stream_to_viewer(
-    redis: Redis,
+    redis: AnyRedis,
     hub: FeedHub,
     job_id: str,
     position: StreamId,
@@ -81,7 +80,7 @@ async def stream_to_viewer(
 
 
 async def _replay(
-    redis: Redis, feed: JobFeed, after: StreamId, until: StreamId, send: Write
+    redis: AnyRedis, feed: JobFeed, after: StreamId, until: StreamId, send: Write
 ) -> bool:
     """Send entries ``(after, until]`` merged; true if the job's terminal entry was among them.
 

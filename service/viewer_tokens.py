@@ -8,10 +8,9 @@ import hmac
 import secrets
 import time
 
-from redis.asyncio import Redis
-
 from service.errors import Forbidden
 from service.keys import signing_secret_key
+from service.redis_client import AnyRedis
 
 
 class ViewerTokens:
@@ -42,7 +41,7 @@ class ViewerTokens:
         return base64.urlsafe_b64encode(mac.digest()[:20]).decode().rstrip("=")
 
 
-async def shared_secret(redis: Redis, configured: bytes | None) -> bytes:
+async def shared_secret(redis: AnyRedis, configured: bytes | None) -> bytes:
     """The signing secret: the configured one, else one generated once and kept in Redis.
 
     Keeping it in Redis lets every gateway of a deployment check every other's tokens

@@ -10,11 +10,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from redis.asyncio import Redis
 
 from service.app import create_app
-from service.embedded_redis import RedisServer
-from service.redis_client import connect
+from service.embedded_redis import RedisClusterServers, RedisServer
+from service.redis_client import AnyRedis, connect
 from service.settings import Settings
 from simulator.cli import start_simulator
 from simulator.config import SimConfig
@@ -51,9 +50,23 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    cluster = RedisClusterServers(data_dir=tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = connect(redis_server.url)
+def redis_url(redis_server: RedisServer) -> str:
+    """The Redis the test's processes use; the contract suite also runs on a cluster."""
+    return redis_server.url
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[AnyRedis]:
+    client = connect(redis_url)
     await client.flushall()
     yield client
     await client.aclose()
@@ -68,12 +81,12 @@ async def upstream_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def settings(redis_server: RedisServer, upstream_url: str) -> Settings:
-    return make_settings(redis_url=redis_server.url, upstream_url=upstream_url)
+def settings(redis_url: str, upstream_url: str) -> Settings:
+    return make_settings(redis_url=redis_url, upstream_url=upstream_url)
 
 
 @pytest.fixture
-async def gateway(settings: Settings, redis: Redis) -> AsyncIterator[TestClient[Any, Any]]:
+async def gateway(settings: Settings, redis: AnyRedis) -> AsyncIterator[TestClient[Any, Any]]:
     app = await create_app(settings, redis)
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()
@@ -95,7 +108,7 @@ class RunningWorker:
 
 
 @pytest.fixture
-async def worker(settings: Settings, redis: Redis) -> AsyncIterator[RunningWorker]:
+async def worker(settings: Settings, redis: AnyRedis) -> AsyncIterator[RunningWorker]:
     running = RunningWorker(settings)
     yield running
     await running.shutdown()

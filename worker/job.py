@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import RedisError
 
@@ -18,8 +17,12 @@ from service.errors import Fenced, JobCancelled, UpstreamError, WritesLost
 from service.events import DONE, FAILED
 from service.jobs import JobRecord, now_ms
 from service.keys import dead_letter_key, job_keys, job_record_key
+from service.log_context import log_fields, update_fields
+from service.redis_client import AnyRedis
 from service.scripts import Scripts, as_text
 from service.settings import Settings
+from service.tracing import TRACEPARENT, Tracing, trace_id_of
+from worker.metrics import WorkerMetrics
 from worker.prompts import build_messages
 from worker.upstream import ChatRequest, Finished, TextDelta, UpstreamClient, UsageReport
 from worker.writer import AttemptWriter
@@ -38,11 +41,13 @@ class Outcome(Enum):
 class JobContext:
     """What every job run needs from its worker process."""
 
-    redis: Redis
+    redis: AnyRedis
     scripts: Scripts
     settings: Settings
     upstream: UpstreamClient
     worker_id: str
+    metrics: WorkerMetrics
+    tracing: Tracing = field(default_factory=Tracing)
 
 
 @dataclass(slots=True)
@@ -73,30 +78,49 @@ class AttemptResult:
 async def run_job(ctx: JobContext, job: RunningJob) -> Outcome:
     """Run ``job`` to a terminal event or until it is no longer ours; never raises for the job's
     own failures (those become a ``failed`` event)."""
-    try:
-        return await _run(ctx, job)
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if job.stop_reason is None or task is None or task.cancelling() > 1:
-            raise
-        task.uncancel()
-        log.info(
-            "job stopped",
-            extra={"job_id": job.job_id, "attempt": job.attempt, "reason": job.stop_reason},
-        )
-        return Outcome.ACK if job.stop_reason == "ended" else Outcome.KEEP
-    except Fenced:
-        log.warning("job fenced: another worker runs it now", extra={"job_id": job.job_id})
-        return Outcome.KEEP
-    except JobCancelled:
-        return Outcome.ACK
+    with log_fields(job_id=job.job_id, attempt=job.attempt):
+        ctx.metrics.running.inc()
+        try:
+            return await _run(ctx, job)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if job.stop_reason is None or task is None or task.cancelling() > 1:
+                raise
+            task.uncancel()
+            ctx.metrics.jobs_stopped.labels(job.stop_reason).inc()
+            log.info("job stopped", extra={"reason": job.stop_reason})
+            return Outcome.ACK if job.stop_reason == "ended" else Outcome.KEEP
+        except Fenced:
+            ctx.metrics.jobs_stopped.labels("fenced").inc()
+            log.warning("job fenced: another worker runs it now")
+            return Outcome.KEEP
+        except JobCancelled:
+            ctx.metrics.jobs_stopped.labels("ended").inc()
+            return Outcome.ACK
+        finally:
+            ctx.metrics.running.dec()
 
 
 async def _run(ctx: JobContext, job: RunningJob) -> Outcome:
-    reply = await _start_attempt(ctx, job, expected="", reason="redelivered")
+    reply = await _start_attempt(ctx, job, expected="", reason="redelivered", announce=False)
     if reply is not None:
         return reply
-    record = JobRecord.from_hash(await ctx.redis.hgetall(job_record_key(job.job_id)))
+    raw = await ctx.redis.hgetall(job_record_key(job.job_id))
+    record = JobRecord.from_hash(raw)
+    # The trace the submitter started (W3C traceparent in the record): this run continues it.
+    traceparent = as_text(raw[TRACEPARENT.encode()]) if TRACEPARENT.encode() in raw else None
+    update_fields(trace_id=trace_id_of(traceparent))
+    log.info("attempt started", extra={"status": "running"})
+    if job.attempt == 1:
+        ctx.metrics.queue_wait.observe(max(0, now_ms() - int(record.created_at)) / 1000)
+    attributes = {"tokenrelay.job_id": job.job_id, "tokenrelay.worker_id": ctx.worker_id}
+    with ctx.tracing.span("tokenrelay.job", kind="consumer", parent=traceparent,
+                          attributes=attributes):  # fmt: skip
+        return await _attempts(ctx, job, record)
+
+
+async def _attempts(ctx: JobContext, job: RunningJob, record: JobRecord) -> Outcome:
+    """Attempts against the upstream until one finishes, one fails for good, or it is over."""
     request = record.job_request
     chat = ChatRequest(
         model=record.model,
@@ -107,11 +131,12 @@ async def _run(ctx: JobContext, job: RunningJob) -> Outcome:
         ),
         temperature=request.temperature,
         max_tokens=request.max_tokens,
-        stop=None,
+        stop=request.stop,
     )
     deadline = time.monotonic() + ctx.settings.upstream_total_timeout * ctx.settings.max_attempts
     while True:
-        writer = AttemptWriter(ctx.redis, ctx.scripts, ctx.settings, job.job_id, job.attempt)
+        writer = AttemptWriter(ctx.redis, ctx.scripts, ctx.settings, job.job_id, job.attempt,
+                               on_written=ctx.metrics.event_written)  # fmt: skip
         try:
             try:
                 result = await _stream_attempt(ctx, job, chat, writer)
@@ -127,7 +152,9 @@ async def _run(ctx: JobContext, job: RunningJob) -> Outcome:
                 ctx.settings, exc, job.attempt, deadline
             ):
                 await _fail(job, writer, exc)
+                ctx.metrics.jobs_failed.labels(exc.code).inc()
                 return Outcome.ACK
+            ctx.metrics.upstream_retries.labels(failure.code).inc()
             delay = _retry_delay(ctx.settings, failure, job.attempt)
             log.warning(
                 "attempt failed; retrying",
@@ -145,14 +172,18 @@ async def _run(ctx: JobContext, job: RunningJob) -> Outcome:
         await writer.finish(
             DONE, {"finish_reason": result.finish_reason, "usage": result.usage}, record_fields
         )
-        log.info("job done", extra={"job_id": job.job_id, "attempt": job.attempt})
+        ctx.metrics.jobs_done.inc()
+        log.info("job done", extra={"job_id": job.job_id, "attempt": job.attempt,
+                                    "status": DONE})  # fmt: skip
         return Outcome.ACK
 
 
 async def _start_attempt(
-    ctx: JobContext, job: RunningJob, *, expected: str, reason: str
+    ctx: JobContext, job: RunningJob, *, expected: str, reason: str, announce: bool = True
 ) -> Outcome | None:
-    """Start the next attempt (fenced); a non-None outcome means there is nothing to run."""
+    """Start the next attempt (fenced); a non-None outcome means there is nothing to run.
+
+    ``announce`` logs the start (the first attempt's is logged once its trace is known)."""
     reply = await ctx.scripts.start_attempt(
         keys=job_keys(job.job_id),
         args=[
@@ -164,10 +195,20 @@ async def _start_attempt(
     outcome = as_text(reply[0])
     if outcome == "ok":
         job.attempt = int(reply[1])
-        log.info("attempt started", extra={"job_id": job.job_id, "attempt": job.attempt})
+        update_fields(attempt=job.attempt)
+        if expected == "":
+            delivery = "first" if job.attempt == 1 else "redelivered"
+            ctx.metrics.jobs_started.labels(delivery).inc()
+        if announce:
+            log.info("attempt started", extra={"job_id": job.job_id, "attempt": job.attempt,
+                                               "status": "running"})  # fmt: skip
         return None
     log.info("job not started", extra={"job_id": job.job_id, "outcome": outcome})
     if outcome == "exhausted":
+        ctx.metrics.jobs_failed.labels("worker_lost").inc()
+        ctx.metrics.dead_lettered.labels("too_many_deliveries").inc()
+        log.warning("job failed", extra={"job_id": job.job_id, "status": FAILED,
+                                         "code": "worker_lost"})  # fmt: skip
         # The job killed or outlived every worker that took it: keep it for inspection.
         await ctx.redis.xadd(
             dead_letter_key(),
@@ -186,15 +227,31 @@ async def _stream_attempt(
     finish_reason = "stop"
     usage: dict[str, Any] | None = None
     headers = {"X-TokenRelay-Job": job.job_id, "X-TokenRelay-Attempt": str(job.attempt)}
-    async with contextlib.aclosing(ctx.upstream.stream_chat(chat, headers=headers)) as stream:
-        async for event in stream:
-            if isinstance(event, TextDelta):
-                writer.add_token(event.text)
-            elif isinstance(event, Finished):
-                finish_reason = event.finish_reason
-            elif isinstance(event, UsageReport):
-                usage = event.usage
-    await writer.flush()
+    call = ctx.metrics.upstream_call(chat.model)
+    outcome = "aborted"  # a Redis write failed, or the job was fenced
+    with ctx.tracing.span("tokenrelay.attempt", attributes={"tokenrelay.attempt": job.attempt}):
+        try:
+            stream = ctx.upstream.stream_chat(chat, headers=headers)
+            async with contextlib.aclosing(stream) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        call.text()
+                        writer.add_token(event.text)
+                    elif isinstance(event, Finished):
+                        finish_reason = event.finish_reason
+                    elif isinstance(event, UsageReport):
+                        call.usage(event.usage)
+                        usage = event.usage
+            outcome = "ok"
+        except UpstreamError as exc:
+            outcome = exc.code
+            raise
+        except (asyncio.CancelledError, JobCancelled):
+            outcome = "cancelled"
+            raise
+        finally:
+            call.finish(outcome)
+        await writer.flush()
     return AttemptResult(finish_reason=finish_reason, usage=usage)
 
 
@@ -221,5 +278,6 @@ async def _fail(job: RunningJob, writer: AttemptWriter, exc: UpstreamError) -> N
     error = {"code": exc.code, "message": exc.message}
     await writer.finish(FAILED, error, {"error": error, "finish_reason": "error"})
     log.warning(
-        "job failed", extra={"job_id": job.job_id, "attempt": job.attempt, "code": exc.code}
+        "job failed",
+        extra={"job_id": job.job_id, "attempt": job.attempt, "code": exc.code, "status": FAILED},
     )

@@ -13,13 +13,13 @@ from functools import partial
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from service.errors import BadRequest
 from service.events import RUNNING
 from service.jobs import parse_job_request
 from service.keys import QUEUE_GROUP, dead_letter_key, job_record_key, queue_keys
+from service.redis_client import AnyRedis
 from service.scripts import as_text
 from service.submit import create_job
 from worker.job import JobContext, Outcome, RunningJob, run_job
@@ -41,7 +41,7 @@ class Worker:
     def __init__(self, ctx: JobContext) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
-        self.redis: Redis = ctx.redis
+        self.redis: AnyRedis = ctx.redis
         self.running: dict[str, RunningJob] = {}
         self._stopping = asyncio.Event()
         self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
@@ -125,14 +125,18 @@ class Worker:
             jobs = list(self.running.values())
             if not jobs:
                 continue
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for job in jobs:
-                    await self.ctx.scripts.renew_lease(
+            # Concurrent calls rather than a pipeline: the entries sit on different partitions
+            # (cluster nodes), and cluster pipelines do not run scripts.
+            owned = await asyncio.gather(
+                *(
+                    self.ctx.scripts.renew_lease(
                         keys=[job.queue],
                         args=[QUEUE_GROUP, self.ctx.worker_id, job.entry_id],
-                        client=pipe,
+                        client=self.redis,
                     )
-                owned = await pipe.execute()
+                    for job in jobs
+                )
+            )
             for job, still_ours in zip(jobs, owned, strict=True):
                 if not still_ours:
                     log.warning("lease lost", extra={"job_id": job.job_id, "attempt": job.attempt})
@@ -232,6 +236,7 @@ class Worker:
 
     async def _dead_letter(self, entry_id: str, fields: dict[Any, Any], reason: str) -> None:
         log.error("queue entry dead-lettered", extra={"entry_id": entry_id, "reason": reason})
+        self.ctx.metrics.dead_lettered.labels("invalid_entry").inc()
         await self.redis.xadd(
             dead_letter_key(), {**fields, b"entry": entry_id, b"reason": reason}, maxlen=100_000
         )
@@ -247,7 +252,7 @@ class Worker:
             await asyncio.wait(set(self._tasks), timeout=5.0)
 
 
-async def ensure_group(redis: Redis) -> None:
+async def ensure_group(redis: AnyRedis) -> None:
     """Create every queue partition and its consumer group if they do not exist yet."""
     for queue in queue_keys():
         try:

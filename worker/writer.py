@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.errors import Fenced, JobCancelled, WritesLost
 from service.events import TERMINAL, TOKEN
 from service.jobs import now_ms
 from service.keys import job_keys
+from service.redis_client import AnyRedis
 from service.scripts import Scripts, as_text
 from service.settings import Settings
 
@@ -30,9 +31,17 @@ class AttemptWriter:
     """Writes the events of one attempt of one job; all writes go through one lock in order."""
 
     def __init__(
-        self, redis: Redis, scripts: Scripts, settings: Settings, job_id: str, attempt: int
+        self,
+        redis: AnyRedis,
+        scripts: Scripts,
+        settings: Settings,
+        job_id: str,
+        attempt: int,
+        *,
+        on_written: Callable[[str], None] | None = None,
     ) -> None:
         self._redis = redis
+        self._on_written = on_written  # told the type of every event Redis took
         self._scripts = scripts
         self._settings = settings
         self._keys = job_keys(job_id)
@@ -118,12 +127,14 @@ class AttemptWriter:
         )  # fmt: skip
         outcome = as_text(reply[0])
         if outcome in ("ok", "dup"):
+            if outcome == "ok" and self._on_written is not None:
+                self._on_written(kind)
             return
         if outcome == "ended":
             raise JobCancelled(f"job {self.job_id} ended ({as_text(reply[1])}) while running")
         if outcome == "lost":
             raise WritesLost(
-                f"job {self.job_id} attempt {self.attempt}: Redis holds write "
+                f"job {self.job_id} attempt {self.attempt}: AnyRedis holds write "
                 f"{as_text(reply[1])}, not {self._seq - 1}"
             )
         raise Fenced(f"job {self.job_id}: attempt {self.attempt} is no longer current")

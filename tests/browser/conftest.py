@@ -128,13 +128,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@pytest.fixture
-def output_dir() -> Path:
-    path = Path(__file__).resolve().parent.parent.parent / "test-output"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """On a failure, attach the tails of the gateway and worker logs to the report."""

@@ -15,6 +15,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser.pages import (
+    Watched,
     ended_record,
     generate,
     normalise_eol,
@@ -31,7 +32,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
 
 async def assert_page_shows_output(
-    watched: Any, http: aiohttp.ClientSession, gateway_url: str, sim_url: str,
+    watched: Watched, http: aiohttp.ClientSession, gateway_url: str, sim_url: str,
     job_id: str, token: str, *, within: float = 20,
 ) -> dict[str, Any]:  # fmt: skip
     """The page ends `done` with the job's output: exact up to Monaco's one EOL; return the
@@ -135,10 +136,12 @@ async def test_network_drop_mid_stream_shows_reconnecting_then_resumes_exactly(
         await context.set_offline(False)
         await expect(conn).to_have_text("reconnecting…")  # still refused: not live yet
         assert await watched.state() == "running"
+        accepted_before = proxy.accepted
         await asyncio.wait_for(proxy.accepting.wait(), timeout=5)
         record = await assert_page_shows_output(watched, http, stack.url, sim_url, job_id, token)
         assert chars_at_drop < len(record["output"]), "the drop was not mid-stream"
         assert await watched.reconnects() >= 1
+        assert proxy.accepted > accepted_before, "the page did not come back through the proxy"
     finally:
         await proxy.close()
 
