@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 WEB_STAMP := web/node_modules/.installed
 
-.PHONY: up test check lint typecheck pytest install web browser clean
+.PHONY: up test check lint typecheck pytest install web browser promtool clean
 
 up: $(PY_STAMP) $(WEB_STAMP)
 	$(BIN)/tokenrelay up
@@ -46,7 +46,16 @@ lint: $(PY_STAMP)
 typecheck: $(PY_STAMP)
 	$(BIN)/mypy --strict service worker simulator client
 
-pytest: $(PY_STAMP) $(WEB_STAMP) browser
+# The ops tests check deploy/prometheus/rules.yml with promtool (Debian's `prometheus` package).
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+	  else \
+	    echo "the ops tests need promtool: run 'sudo apt-get install prometheus', then 'make test' again" >&2; exit 1; \
+	  fi; }
+
+pytest: $(PY_STAMP) $(WEB_STAMP) browser promtool
 	$(BIN)/pytest
 
 clean:

@@ -106,6 +106,7 @@ def analyse(
     lat_stamp: list[float] = []
     lat_upstream: list[float] = []
     catchup: list[float] = []
+    reconnect: list[float] = []
     full_text: list[float] = []
     bytes_per_viewer: list[int] = []
     mismatches: list[dict[str, Any]] = []
@@ -175,6 +176,8 @@ def analyse(
                 ):
                     caught = received - t_drop
             last_end = max(last_end, conn.t_end)
+            if conn.reason == "storm" and t_drop is not None and conn.t_headers:
+                reconnect.append(conn.t_headers - t_drop)
         text = "".join(parts)
         bytes_per_viewer.append(sum(c.raw_bytes for c in viewer.conns))
         totals["done"] += viewer.done
@@ -203,6 +206,7 @@ def analyse(
         "lat_stamp_ms": _sample(lat_stamp, limit, rng),
         "lat_upstream_ms": _sample(lat_upstream, limit, rng),
         "catchup_s": catchup,
+        "reconnect_s": reconnect,
         "full_text_s": full_text,
         "bytes_per_viewer": bytes_per_viewer,
         "mismatches": mismatches,

@@ -75,6 +75,7 @@ STORM: list[Column] = [
     ("p50 s", _get("catchup_p50_s"), ".3f"),
     ("p99 s", _get("catchup_p99_s"), ".3f"),
     ("max s", _get("catchup_max_s"), ".3f"),
+    ("reconnect p99 s", _get("reconnect_p99_s"), ".3f"),
     ("exact", _get("exact"), "%"),
     ("conns", _get("connections"), ".0f"),
     ("hub CPU s", _get("hub_cpu_s"), ".2f"),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
 
@@ -125,11 +125,12 @@ class TokenRelayClient:
                     if events is None:  # 204: the job ended at or before our position
                         return
                     retrying.succeeded()
-                    async for event in events:
-                        position = event.id
-                        yield event
-                        if is_terminal(event):
-                            return
+                    async with contextlib.aclosing(events):
+                        async for event in events:
+                            position = event.id
+                            yield event
+                            if is_terminal(event):
+                                return
                 reason = "the stream ended before the job"
             except (aiohttp.ClientError, OSError, TimeoutError, SSEDecodeError, _Retry) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
@@ -138,10 +139,10 @@ class TokenRelayClient:
                 on_reconnect(reason)
             await retrying.wait(reason)
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def _stream(
         self, job_id: str, token: str | None, position: str | None
-    ) -> AsyncIterator[AsyncIterator[JobEvent] | None]:
+    ) -> AsyncIterator[AsyncGenerator[JobEvent, None] | None]:
         headers = self._auth()
         if position is not None:
             headers["Last-Event-ID"] = position

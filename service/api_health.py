@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
-from service.state import STATE
+from service.metrics import METRICS_CONTENT_TYPE
+from service.state import STATE, GatewayState
 
 routes = web.RouteTableDef()
 
@@ -20,28 +20,36 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     """Ready to serve: Redis answers and the gateway is not shutting down."""
-    state = request.app[STATE]
-    if state.shutting_down:
-        state.metrics.readiness(False)
-        return web.json_response({"ready": False, "reason": "shutting down"}, status=503)
-    try:
-        await state.redis.ping()
-    except RedisError as exc:
-        state.metrics.readiness(False)
-        return web.json_response({"ready": False, "reason": f"redis: {exc}"}, status=503)
-    state.metrics.readiness(True)
+    reason = await _not_ready(request.app[STATE])
+    if reason is not None:
+        return web.json_response({"ready": False, "reason": reason}, status=503)
     return web.json_response({"ready": True})
+
+
+async def _not_ready(state: GatewayState) -> str | None:
+    """Why the gateway is not ready, or None; every answer is recorded in the metrics."""
+    reason: str | None = None
+    if state.shutting_down:
+        reason = "shutting down"
+    else:
+        try:
+            await state.redis.ping()
+        except RedisError as exc:
+            reason = f"redis: {exc}"
+    state.metrics.readiness(reason is None)
+    return reason
 
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text format; the queue's figures are read from Redis now."""
+    """Prometheus text format; readiness and the queue's figures are read from Redis now."""
     state = request.app[STATE]
     state.metrics.feeds.set(state.hub.feed_count)
+    await _not_ready(state)
     await state.metrics.queue.refresh(state.redis)
     return web.Response(
         body=state.metrics.render(),
-        headers={"Content-Type": CONTENT_TYPE_LATEST, "X-Content-Type-Options": "nosniff"},
+        headers={"Content-Type": METRICS_CONTENT_TYPE, "X-Content-Type-Options": "nosniff"},
     )
 
 

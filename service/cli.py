@@ -104,7 +104,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: ``tokenrelay {up,gateway,worker,simulate-upstream,submit,watch}``."""
+    """The command line: ``tokenrelay {up,gateway,worker,simulate-upstream,submit,watch,jobs}``."""
+    from service.admin.cli import add_parser as add_jobs
     from simulator.cli import add_parser as add_simulator
 
     parser = argparse.ArgumentParser(
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=_cmd_worker)
     add_simulator(commands)
     _add_client_commands(commands)
+    add_jobs(commands)
     return parser
 
 

@@ -136,6 +136,7 @@ class RedisClusterServers:
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(self.node_timeout_ms),
+                "--repl-diskless-sync-delay", "0",
             ]  # fmt: skip
             node.start()
             self.nodes.append(node)
@@ -170,6 +171,13 @@ class RedisClusterServers:
     def node(self, port: int) -> RedisServer:
         """The node listening on ``port``."""
         return next(node for node in self.nodes if node.port == port)
+
+    def restore(self) -> None:
+        """Restart stopped nodes (they rejoin as replicas) and wait until the cluster is ok."""
+        for node in self.nodes:
+            if node.process is None:
+                node.start()
+        self.wait_ok()
 
     def stop(self) -> None:
         """Stop every node."""

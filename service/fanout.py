@@ -133,6 +133,12 @@ class JobFeed:
 
     def deliver(self, entries: list[Entry]) -> None:
         """Hand entries read after the cursor to every viewer, as one batch."""
+        if entries[0].id <= self.cursor:
+            # A read issued for an earlier feed of the same job (dropped and re-created
+            # while the lane's XREAD was blocked) starts before this feed's cursor.
+            entries = [entry for entry in entries if entry.id > self.cursor]
+            if not entries:
+                return
         batch = Batch(
             prev=self.cursor,
             last=entries[-1].id,

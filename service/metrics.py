@@ -18,6 +18,8 @@ from prometheus_client.registry import Collector
 
 from service.redis_metrics import QueueMetrics, RedisMetrics
 
+# The classic text format, which every Prometheus 2.x and 3.x scrapes.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds of an ordinary HTTP request (not a stream).
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Seconds from a worker's XADD to the write to a viewer's socket: ms when healthy.
@@ -85,7 +87,7 @@ class GatewayMetrics:
         self.delivery_lag = Histogram(
             "tokenrelay_delivery_lag_seconds",
             "From an event's XADD (the time in its id) to its write to a viewer, for events "
-            "added while the viewer was connected",
+            "added while the viewer was connected (sampled: at most 10 per viewer and second)",
             buckets=DELIVERY_LAG_BUCKETS, registry=registry,
         )  # fmt: skip
         self.replay_bytes = Histogram(
@@ -143,36 +145,59 @@ class ViewerMeter:
     """What one viewer's stream writes: bytes, events, the delivery lag of events added while
     it was connected, and the bytes of events it caught up on (added before it connected).
 
-    Every frame starts with ``id: <ms>-<seq>``, the time Redis added the entry, so a write is
-    classified by the ids of its first and last frames, and split only when it straddles the
-    moment the viewer connected.
+    Every frame starts with ``id: <ms>-<seq>``, the time Redis added the entry, and a stream's
+    ids only grow: writes are classified by their frames' ids until the first live one, and
+    every later write is live. The hot path stays cheap: counts are added up here and handed
+    to the shared counters at most every ``FLUSH_SECONDS`` (and when the stream ends), and the
+    lag is sampled at most every ``LAG_SAMPLE_SECONDS`` per viewer.
     """
 
-    __slots__ = ("_connected_ms", "_metrics", "replayed")
+    FLUSH_SECONDS = 1.0
+    LAG_SAMPLE_SECONDS = 0.1
+
+    __slots__ = ("_bytes", "_connected_ms", "_events", "_flushed", "_lag_sampled", "_live",
+                 "_metrics", "replayed")  # fmt: skip
 
     def __init__(self, metrics: GatewayMetrics) -> None:
         self._metrics = metrics
         self._connected_ms = int(time.time() * 1000)
+        self._live = False
+        self._bytes = 0
+        self._events = 0
+        self._flushed = self._lag_sampled = time.monotonic()
         self.replayed = 0
 
     def wrote(self, data: bytes) -> None:
         """Count one write to the viewer's socket."""
-        metrics = self._metrics
-        metrics.bytes_sent.inc(len(data))
+        self._bytes += len(data)
         events = data.count(b"\ndata: ")
-        if not events:
-            return  # retry: or a ping
-        metrics.events_sent.inc(events)
-        live_from = self._first_live_frame(data)
-        self.replayed += live_from if live_from >= 0 else len(data)
-        if live_from >= 0:
-            lag_ms = time.time() * 1000 - _frame_ms(data, live_from)
-            metrics.delivery_lag.observe(max(0.0, lag_ms / 1000))
+        now = time.monotonic()
+        if events:  # else a retry: or a ping
+            self._events += events
+            live_from = 0 if self._live else self._first_live_frame(data)
+            if live_from < 0:
+                self.replayed += len(data)
+            else:
+                self.replayed += live_from
+                if not self._live or now - self._lag_sampled >= self.LAG_SAMPLE_SECONDS:
+                    self._live = True
+                    self._lag_sampled = now
+                    lag_ms = time.time() * 1000 - _frame_ms(data, live_from)
+                    self._metrics.delivery_lag.observe(max(0.0, lag_ms / 1000))
+        if now - self._flushed >= self.FLUSH_SECONDS:
+            self._flush(now)
 
     def finished(self) -> None:
-        """The stream ended: record what it replayed."""
+        """The stream ended: hand over the counts, and record what it replayed."""
+        self._flush(time.monotonic())
         if self.replayed:
             self._metrics.replay_bytes.observe(self.replayed)
+
+    def _flush(self, now: float) -> None:
+        self._metrics.bytes_sent.inc(self._bytes)
+        self._metrics.events_sent.inc(self._events)
+        self._bytes = self._events = 0
+        self._flushed = now
 
     def _first_live_frame(self, data: bytes) -> int:
         """Offset of the first frame added after the viewer connected; -1 if none was."""

@@ -8,6 +8,7 @@ the client.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -17,7 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from service.queue_status import read_queue_status
 from service.redis_client import AnyRedis
@@ -115,7 +116,8 @@ def instrument_redis(redis: AnyRedis, metrics: RedisMetrics) -> None:
 
     async def execute_command(*args: Any, **options: Any) -> Any:
         name = _command_name(args[0] if args else "")
-        return await _timed(name, metrics, lambda: command(*args, **options), "BLOCK" in args)
+        blocking = b"BLOCK" in args or "BLOCK" in args
+        return await _timed(name, metrics, lambda: command(*args, **options), blocking)
 
     pipeline = redis.pipeline
 
@@ -148,6 +150,8 @@ async def _timed(
     start = time.perf_counter()
     try:
         result = await call()
+    except NoScriptError:
+        raise  # a script not cached yet: the client loads it and runs it again
     except (RedisError, OSError) as exc:
         metrics.command_errors.labels(name, type(exc).__name__).inc()
         raise
@@ -156,6 +160,7 @@ async def _timed(
     return result
 
 
+@functools.lru_cache(maxsize=512)
 def _command_name(raw: object) -> str:
     """A bounded label: Redis command names only (what this code sends), else OTHER."""
     text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)

@@ -206,7 +206,7 @@ class TerminalView:
     def _restart(self, attempt_text: str) -> None:
         """A retried attempt differs from what is on screen: a separator, then its text."""
         self._draw(force=True, final=True)
-        notice = "── the generation restarted with different text; it continues below ──"
+        notice = "── restarted: the retried attempt wrote different text ──"[: _columns() - 1]
         self._out.write(f"{_DIM}{notice}{_RESET}\n".encode())
         self._text = AppendOnlyText()
         self._text.token(attempt_text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
@@ -82,8 +83,11 @@ class OtelTracing(Tracing):
             AioHttpClientInstrumentor(),
             RedisInstrumentor(),
         ]
-        for instrumentor in self._instrumentors:
-            instrumentor.instrument(tracer_provider=provider)
+        with warnings.catch_warnings():
+            # The server instrumentation subclasses web.Application, which aiohttp frowns on.
+            warnings.filterwarnings("ignore", "Inheritance class", DeprecationWarning)
+            for instrumentor in self._instrumentors:
+                instrumentor.instrument(tracer_provider=provider)
 
     @classmethod
     def from_exporter_name(cls, exporter: str, *, service_name: str) -> OtelTracing:

@@ -36,6 +36,7 @@ from service.jobs import JobRequest
 from service.settings import Settings
 from service.terminal_view import PipeView, Progress, TerminalView, View
 
+FIRST_POLL_SECONDS = 0.3
 POLL_SECONDS = 2.0
 T = TypeVar("T")
 
@@ -250,8 +251,10 @@ async def _poll(
     client: TokenRelayClient, job_id: str, token: str | None, progress: Progress, view: View
 ) -> None:
     """Keep TTFT and the viewer count of the status line fresh."""
+    delay = FIRST_POLL_SECONDS  # soon after this watcher has joined the job's viewers
     while True:
-        await asyncio.sleep(POLL_SECONDS)
+        await asyncio.sleep(delay)
+        delay = POLL_SECONDS
         try:
             info = await client.job(job_id, token=token)
         except (APIError, aiohttp.ClientError, OSError, TimeoutError):

@@ -96,6 +96,7 @@ async def run_job(ctx: JobContext, job: RunningJob) -> Outcome:
             return Outcome.KEEP
         except JobCancelled:
             ctx.metrics.jobs_stopped.labels("ended").inc()
+            log.info("job stopped", extra={"reason": "ended"})
             return Outcome.ACK
         finally:
             ctx.metrics.running.dec()

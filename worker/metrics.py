@@ -14,7 +14,6 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -22,6 +21,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from service.metrics import METRICS_CONTENT_TYPE
 from service.redis_client import AnyRedis
 from service.redis_metrics import QueueMetrics, RedisMetrics
 from service.settings import Settings
@@ -209,7 +209,7 @@ async def serve_metrics(
         await metrics.queue.refresh(redis)
         return web.Response(
             body=metrics.render(),
-            headers={"Content-Type": CONTENT_TYPE_LATEST, "X-Content-Type-Options": "nosniff"},
+            headers={"Content-Type": METRICS_CONTENT_TYPE, "X-Content-Type-Options": "nosniff"},
         )
 
     app = web.Application()

@@ -20,7 +20,7 @@ def fanout_sizes(ctx: Context) -> list[int]:
 
 def fanout_tokens(ctx: Context) -> int:
     """Tokens per job in scenario 1 (the window is tokens / 100 s long)."""
-    return 500 if ctx.quick else 1000
+    return 500 if ctx.quick else 600
 
 
 async def fanout_at(ctx: Context, viewers: int, jobs: int = FANOUT_JOBS) -> dict[str, Any]:

@@ -44,6 +44,9 @@ def storm_figures(
         "catchup_p50_s": percentile(catchup, 50),
         "catchup_p99_s": percentile(catchup, 99),
         "catchup_max_s": max(catchup) if catchup else None,
+        # drop -> response headers of the reconnect (the rest of catch-up is the replay)
+        "reconnect_p50_s": percentile(report["reconnect_s"], 50),
+        "reconnect_p99_s": percentile(report["reconnect_s"], 99),
         "finished": report["finished"] / viewers,
         "exact": report["exact"] / viewers,
         "connections": report["connections"],

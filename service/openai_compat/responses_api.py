@@ -136,6 +136,8 @@ async def _stream_events(request: web.Request, job_id: str, *, after: int) -> we
                         for event in translator.translate(entry)
                         if event["sequence_number"] > after
                     ))  # fmt: skip
+            if translator.finished and translator.next_sequence <= after:
+                await stream.send(encode_event(_unknown_position(after, translator)))
         except (TimeoutError, ConnectionResetError):
             log.debug("responses stream client gone", extra={"job_id": job_id})
         except RedisError as exc:
@@ -144,6 +146,19 @@ async def _stream_events(request: web.Request, job_id: str, *, after: int) -> we
         finally:
             state.metrics.viewers.dec()
         return stream.response
+
+
+def _unknown_position(after: int, translator: ResponsesTranslator) -> Event:
+    """The answer to a resume after an event the finished response never had (never a
+    silent empty stream: the position was made up, or Redis lost events)."""
+    last = translator.next_sequence - 1
+    return {
+        "type": "error",
+        "code": "unknown_position",
+        "message": f"starting_after={after} is past this response's last event ({last})",
+        "param": "starting_after",
+        "sequence_number": translator.next_sequence,
+    }
 
 
 async def _wait_for_end(request: web.Request, job_id: str) -> bool:

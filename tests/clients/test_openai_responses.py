@@ -40,35 +40,33 @@ async def test_background_response_resumes_exactly_while_live_and_after_the_end(
     gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
     upstream_url: str,
 ) -> None:  # fmt: skip
+    prompt = "an lru cache in rust\n#sim tokens=150 rate=150 unicode=1"
     async with sdk(gateway) as client:
         created = await client.responses.create(
-            model="tokenrelay-sim", input="an lru cache in rust\n#sim tokens=150 rate=150 unicode=1",
-            background=True,
-        )  # fmt: skip
+            model="tokenrelay-sim", input=prompt, background=True
+        )
         assert created.status == "queued"
         assert created.id.startswith("resp_")
         live = ResponsesReader()
-        while not live.finished:
+        await read(client, created.id, live, limit=7)
+        assert (await client.responses.retrieve(created.id)).status == "in_progress"
+        while not live.finished:  # resumes while the job is live, 7 events a connection
             await read(client, created.id, live, limit=7)
         expected = await upstream_text(http, upstream_url, job_of(created.id))
         assert live.text == expected
         assert live.events[0].type == "response.created"
         assert live.events[-1].type == "response.completed"
         assert live.events[-1].response.output_text == expected
-        # After the end: from several points, the rest of the same numbered events.
         everything = ResponsesReader()
         await read(client, created.id, everything)
         assert [e.to_dict() for e in everything.events] == [e.to_dict() for e in live.events]
-        for n in (0, 3, len(live.events) // 2, len(live.events) - 2):
+        for n in (0, 3, len(live.events) // 2, len(live.events) - 2):  # after the end
             resumed = ResponsesReader()
-            resumed.events = list(everything.events[: n + 1])
-            resumed.parts = []
-            for event in resumed.events[:]:
-                pass
-            rest = ResponsesReader()
-            rest.events = list(everything.events[: n + 1])
-            await read(client, created.id, rest)
-            assert [e.to_dict() for e in rest.events] == [e.to_dict() for e in everything.events]
+            for event in everything.events[: n + 1]:
+                resumed.take(event)
+            await read(client, created.id, resumed)
+            assert resumed.text == expected
+            assert [e.to_dict() for e in resumed.events] == [e.to_dict() for e in live.events]
         final = await client.responses.retrieve(created.id)
     assert final.status == "completed"
     assert final.output_text == expected
@@ -81,7 +79,8 @@ async def test_create_with_stream_sends_the_events_from_the_first(
 ) -> None:  # fmt: skip
     async with sdk(gateway) as client:
         stream = await client.responses.create(
-            model="tokenrelay-sim", input=[{"role": "user", "content": "quicksort\n#sim tokens=30"}],
+            model="tokenrelay-sim",
+            input=[{"role": "user", "content": "quicksort\n#sim tokens=30"}],
             instructions="python only", background=True, stream=True,
         )  # fmt: skip
         reader = ResponsesReader()
@@ -111,6 +110,9 @@ async def test_cancel_ends_the_response_cancelled_for_every_reader(
         await read(client, created.id, reader)
         assert reader.events[-1].type == "response.cancelled"
         assert (await client.responses.retrieve(created.id)).status == "cancelled"
+        stream = await client.responses.retrieve(created.id, stream=True, starting_after=10**6)
+        errors = [event async for event in stream]
+        assert [(e.type, e.code) for e in errors] == [("error", "unknown_position")]
     record = await wait_until_ended(gateway, job_of(created.id))
     assert record["status"] == "cancelled"
     assert reader.text == record["output"]

@@ -1,0 +1,110 @@
+"""Where the gateway's time goes: py-spy on the gateway under scenario-1 load (or during a
+reconnect storm), summarised as self and inclusive shares per function.
+
+    .venv/bin/pip install py-spy
+    .venv/bin/python -m bench.profile_gateway --viewers 1000 --seconds 6
+    .venv/bin/python -m bench.profile_gateway --storm --viewers 2000
+
+Not part of ``bench.run``: sampling costs the gateway a little CPU. py-spy does not see
+inside uvloop (its time shows under ``Runner.run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import shutil
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from bench import jobs as jobs_mod
+from bench.pool import LoadPool
+from bench.scenarios.live import viewer_specs
+from bench.scenarios.storm import STORM_RATE, STORM_TOKENS, wait_half
+from bench.stack import ROOT, Stack
+
+
+def summarise(raw: Path, top: int = 25) -> str:
+    """Self and inclusive sample shares per frame of a py-spy ``--format raw`` file."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        samples = int(count)
+        total += samples
+        frames = stack.split(";")
+        own[frames[-1]] += samples
+        for name in set(frames):
+            inclusive[name] += samples
+    if not total:
+        return "no samples"
+    lines = [f"{total} samples", "self:"]
+    lines += [f"{100 * n / total:5.1f}% {name}" for name, n in own.most_common(top)]
+    lines.append("inclusive:")
+    lines += [f"{100 * n / total:5.1f}% {name}" for name, n in inclusive.most_common(top * 2)]
+    return "\n".join(lines)
+
+
+async def record(pid: int, seconds: float, out: Path) -> None:
+    """py-spy for ``seconds`` on ``pid`` (non-blocking sampling, raw stacks)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    proc = await asyncio.create_subprocess_exec(
+        spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
+        "--format", "raw", "--nonblocking", "-o", str(out),
+    )  # fmt: skip
+    await proc.wait()
+
+
+async def profile(viewers: int, seconds: float, storm: bool, out: Path) -> None:
+    """Run the load, record the gateway, print the summary."""
+    stack = Stack(out.parent / "profile-run", gateway_cores="1", other_cores="0")
+    pool = LoadPool.for_viewers(viewers, "0")
+    tokens, rate = (STORM_TOKENS, STORM_RATE) if storm else (1000, 100.0)
+    try:
+        await stack.start_redis()
+        await stack.start_simulator(rate, tokens)
+        await stack.start_gateway()
+        assert stack.gateway is not None
+        count = 1 if storm else 10
+        async with aiohttp.ClientSession() as session:
+            prompts = [jobs_mod.prompt(i, tokens, rate) for i in range(count)]
+            jobs = await jobs_mod.submit(session, stack.base_url, prompts)
+        await pool.start()
+        await pool.open(viewer_specs(stack, jobs, viewers))
+        await stack.start_worker(first_job=jobs[0].id)
+        if storm:
+            text = "".join(jobs_mod.upstream_tokens(jobs[0].prompt))
+            await wait_half(stack, jobs[0].id, len(text.encode()) // 2, 60)
+            spy = asyncio.create_task(record(stack.gateway.pid, seconds, out))
+            await pool.storm("tokenrelay")
+            await spy
+        else:
+            await asyncio.sleep(1.0)
+            await record(stack.gateway.pid, seconds, out)
+        await pool.wait(120)
+    finally:
+        await pool.close()
+        await stack.stop()
+    print(summarise(out))
+
+
+def main() -> None:
+    """Entry point of ``python -m bench.profile_gateway``."""
+    parser = argparse.ArgumentParser(prog="python -m bench.profile_gateway", description=__doc__)
+    parser.add_argument("--viewers", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--storm", action="store_true", help="profile a reconnect storm")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gateway.raw")
+    args = parser.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    asyncio.run(profile(args.viewers, args.seconds, args.storm, args.out))
+
+
+if __name__ == "__main__":
+    main()

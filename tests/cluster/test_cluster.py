@@ -1,0 +1,119 @@
+"""Scale-out on a real local Redis Cluster: jobs spread over every primary, several gateways
+and workers share the work, and a primary killed mid-stream loses no viewer's text."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from service.embedded_redis import RedisClusterServers
+from service.events import DONE, FAILED, TERMINAL
+from service.keys import job_events_key, queue_keys
+from service.redis_client import AnyRedis
+from service.settings import Settings
+from tests.conftest import RunningWorker
+from tests.jobs_api import submit, upstream_requests, upstream_text, wait_until_ended
+from tests.processes import gateway_process, worker_process
+from tests.sse_client import ResumingViewer
+
+pytestmark = pytest.mark.slow
+
+
+async def _node_of(redis: AnyRedis, key: str) -> str:
+    node = redis.get_node_from_key(key)  # type: ignore[union-attr]
+    return f"{node.host}:{node.port}"
+
+
+async def test_jobs_and_queue_partitions_spread_over_every_primary(
+    gateway: TestClient[Any, Any], redis: AnyRedis, redis_cluster: RedisClusterServers
+) -> None:
+    jobs = [await submit(gateway, f"job {n}") for n in range(40)]
+    job_nodes = {await _node_of(redis, job_events_key(job["id"])) for job in jobs}
+    queue_nodes = {await _node_of(redis, queue) for queue in queue_keys()}
+    primaries = {f"127.0.0.1:{port}" for port in redis_cluster.primary_ports()}
+    assert job_nodes == primaries
+    assert queue_nodes == primaries
+
+
+async def test_two_gateways_and_two_workers_share_jobs_with_identical_ids(
+    settings: Settings, http: aiohttp.ClientSession, upstream_url: str, tmp_path: Path
+) -> None:
+    gateways = [gateway_process(settings, tmp_path).start() for _ in range(2)]
+    # Four jobs at a time each, so eight live jobs need both workers.
+    narrow = settings.model_copy(update={"worker_concurrency": 4})
+    workers = [worker_process(narrow, tmp_path, f"w{n}").start() for n in range(2)]
+    rng = random.Random(5)
+    try:
+        jobs = []
+        for n in range(8):
+            async with http.post(f"{gateways[n % 2].url}/v1/jobs", json={
+                "prompt": f"job {n}\n#sim tokens=80 rate=200 unicode=1"}) as response:  # fmt: skip
+                jobs.append(await response.json())
+
+        async def watch(job: dict[str, Any]) -> ResumingViewer:
+            viewer = ResumingViewer(http, gateways[0].url + job["events_url"])
+            while not viewer.finished:
+                viewer.url = gateways[viewer.connections % 2].url + job["events_url"]
+                await viewer.read(max_events=rng.randint(1, 10))
+            return viewer
+
+        viewers = await asyncio.gather(*(watch(job) for job in jobs for _ in range(3)))
+        for index, viewer in enumerate(viewers):
+            job = jobs[index // 3]
+            expected = await upstream_text(http, upstream_url, job["id"])
+            assert viewer.text == expected
+        for job in jobs:
+            assert len(await upstream_requests(http, upstream_url, job["id"])) == 1
+        logs = [w.log_path.read_text() for w in workers]
+        assert all('"job done"' in log for log in logs), "both workers ran jobs"
+    finally:
+        for process in gateways + workers:
+            process.kill()
+
+
+async def test_primary_killed_mid_stream_every_viewer_ends_exact_or_explicitly_failed(
+    gateway: TestClient[Any, Any], redis: AnyRedis, redis_cluster: RedisClusterServers,
+    settings: Settings, http: aiohttp.ClientSession, upstream_url: str,
+) -> None:  # fmt: skip
+    worker = RunningWorker(settings)
+    try:
+        jobs = [
+            await submit(gateway, f"failover {n}\n#sim tokens=300 rate=60 unicode=1")
+            for n in range(6)
+        ]
+        viewers = [
+            ResumingViewer(http, str(gateway.make_url(job["events_url"]))) for job in jobs
+        ]
+        await asyncio.gather(*(viewer.read(max_events=4) for viewer in viewers))
+        victim = await _node_of(redis, job_events_key(jobs[0]["id"]))
+        redis_cluster.node(int(victim.rsplit(":", 1)[1])).stop(kill=True)
+
+        async def finish(viewer: ResumingViewer) -> None:
+            while not viewer.finished:
+                if await viewer.read() != 200:
+                    await asyncio.sleep(0.2)
+
+        await asyncio.wait_for(asyncio.gather(*(finish(v) for v in viewers)), timeout=90)
+        exact = failed = 0
+        for job, viewer in zip(jobs, viewers, strict=True):
+            record = await wait_until_ended(gateway, job["id"], within=30)
+            assert record["status"] in ("done", "failed")
+            assert viewer.events[-1].event in TERMINAL
+            if viewer.events[-1].event == DONE:
+                assert viewer.text == record["output"]
+                assert viewer.text == await upstream_text(http, upstream_url, job["id"])
+                exact += 1
+            else:
+                assert viewer.events[-1].event == FAILED
+                failed += 1
+        assert exact + failed == len(jobs)
+        print(f"failover: {len(jobs)} jobs, {exact} exact, {failed} failed explicitly, 0 lost")
+    finally:
+        await worker.shutdown()
+        redis_cluster.restore()
