@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import web
@@ -81,14 +80,19 @@ async def _serve_stream(
         ping_interval=_PARKED_PING_SECONDS, send_timeout=state.settings.send_timeout_seconds
     )
     await response.prepare(request)
-    send_timeout = state.settings.send_timeout_seconds
-
     meter = ViewerMeter(state.metrics)
+    stalled = False
 
     async def write(data: bytes) -> None:
-        async with asyncio.timeout(send_timeout):
-            await response.write(data)
+        # No timer per write: the hub's sweeper aborts a write stuck past send_timeout.
+        await response.write(data)
         meter.wrote(data)
+
+    def abort() -> None:
+        nonlocal stalled
+        stalled = True
+        if request.transport is not None:
+            request.transport.abort()
 
     viewer_counts = request.app[VIEWER_COUNTS]
     viewer_counts.join(job_id)
@@ -102,15 +106,11 @@ async def _serve_stream(
             job_id,
             position,
             write,
-            ping_seconds=state.settings.ping_seconds,
+            abort=abort,
         )
         reason = outcome.reason
-    except TimeoutError:
-        reason = "send_timeout"
-        if request.transport is not None:
-            request.transport.abort()
     except ConnectionResetError:
-        reason = "client_gone"
+        reason = "send_timeout" if stalled else "client_gone"
     finally:
         viewer_counts.leave(job_id)
         state.metrics.viewers.dec()

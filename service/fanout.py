@@ -18,8 +18,10 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +60,11 @@ class Viewer:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     overflowed: bool = False
     closed_reason: str | None = None
+    # Kept by the viewer's writer and read by the hub's sweeper.
+    last_write: float = field(default_factory=time.monotonic)
+    write_started: float | None = None
+    needs_ping: bool = False
+    abort: Callable[[], None] | None = None
 
     def offer(self, batch: Batch) -> None:
         """Queue a batch; a viewer that falls ``limit`` batches behind is cut off."""
@@ -74,6 +81,18 @@ class Viewer:
         """End this viewer's stream (shutdown, feed ended without a terminal event)."""
         self.closed_reason = reason
         self.wake.set()
+
+    def sweep(self, now: float, ping_seconds: float, send_timeout: float) -> None:
+        """Ask for a ping after a quiet spell; drop a connection whose write is stuck (a
+        stalled client, or a cut-off one still blocked in its last write)."""
+        if self.write_started is not None:
+            stuck = now - self.write_started
+            if (stuck > send_timeout or self.overflowed) and self.abort is not None:
+                self.abort()
+            return
+        if now - self.last_write >= ping_seconds and not self.needs_ping:
+            self.needs_ping = True
+            self.wake.set()
 
 
 class JobFeed:
@@ -261,10 +280,21 @@ class FeedHub:
     """The process's feeds by job id and its lane readers: a job's feed is created for its
     first viewer and dropped after its last viewer leaves."""
 
-    def __init__(self, redis: AnyRedis, viewer_limit: int, history_limit: int = 20_000) -> None:
+    def __init__(
+        self,
+        redis: AnyRedis,
+        viewer_limit: int,
+        history_limit: int = 20_000,
+        *,
+        ping_seconds: float = 15.0,
+        send_timeout: float = 30.0,
+    ) -> None:
         self._redis = redis
         self._viewer_limit = viewer_limit
         self._history_limit = history_limit
+        self._ping_seconds = ping_seconds
+        self._send_timeout = send_timeout
+        self._sweeper: asyncio.Task[None] | None = None
         self._feeds: dict[str, JobFeed] = {}
         self._lanes: dict[int, LaneReader] = {}
         self._reader_id = uuid.uuid4().hex[:12]
@@ -281,10 +311,21 @@ class FeedHub:
             self._loading.add(task)
             task.add_done_callback(self._loading.discard)
         await feed.ready()
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep(), name="viewer-sweeper")
         viewer = Viewer(feed=feed, limit=self._viewer_limit)
         # No await between reading the cursor and joining: the viewer misses no batch.
         feed.viewers.add(viewer)
         return viewer, feed.cursor, feed.ended
+
+    async def _sweep(self) -> None:
+        interval = min(self._ping_seconds / 2, 1.0)
+        while self._feeds:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for feed in list(self._feeds.values()):
+                for viewer in list(feed.viewers):
+                    viewer.sweep(now, self._ping_seconds, self._send_timeout)
 
     async def _start(self, feed: JobFeed) -> None:
         await feed.load()
@@ -335,6 +376,8 @@ class FeedHub:
 
     async def stop(self) -> None:
         """Stop every lane reader."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for task in self._loading:
             task.cancel()
         readers = list(self._lanes.values())

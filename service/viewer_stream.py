@@ -9,8 +9,8 @@ moves forward, so nothing is sent twice and nothing is skipped.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -50,15 +50,26 @@ async def stream_to_viewer(
     position: StreamId,
     write: Write,
     *,
-    ping_seconds: float,
+    abort: Callable[[], None],
 ) -> StreamOutcome:
-    """Send the viewer every event after ``position`` until the job's terminal event."""
+    """Send the viewer every event after ``position`` until the job's terminal event.
+
+    ``abort`` drops the connection: the hub's sweeper calls it for a viewer whose write has
+    been stuck too long.
+    """
     sent = 0
+    viewer: Viewer | None = None
 
     async def send(data: bytes) -> None:
         nonlocal sent
         sent += len(data)
+        if viewer is None:
+            await write(data)
+            return
+        viewer.write_started = time.monotonic()
         await write(data)
+        viewer.write_started = None
+        viewer.last_write = time.monotonic()
 
     if not await position_known(redis, job_id, position):
         # The position is not in the stream (lost in Redis, or never there): say so, and
@@ -66,6 +77,7 @@ async def stream_to_viewer(
         await send(frame(position, RESET, b'{"attempt":0,"reason":"unknown_position"}'))
         position = ZERO_ID
     viewer, cursor, cursor_is_terminal = await hub.subscribe(job_id)
+    viewer.abort = abort
     try:
         if position < cursor:
             finished = await _replay(redis, viewer.feed, position, cursor, send)
@@ -74,7 +86,7 @@ async def stream_to_viewer(
                 return StreamOutcome("terminal", sent)
         elif cursor_is_terminal:
             return StreamOutcome("terminal", sent)
-        return await _follow(viewer, position, send, ping_seconds, lambda: sent)
+        return await _follow(viewer, position, send, lambda: sent)
     finally:
         hub.unsubscribe(viewer)
 
@@ -107,23 +119,22 @@ async def _replay(
 
 
 async def _follow(
-    viewer: Viewer,
-    position: StreamId,
-    send: Write,
-    ping_seconds: float,
-    sent: Callable[[], int],
+    viewer: Viewer, position: StreamId, send: Write, sent: Callable[[], int]
 ) -> StreamOutcome:
-    """Write the feed's batches after ``position``; ping only when no data has flowed."""
+    """Write the feed's batches after ``position``; ping when the hub's sweeper asks (only
+    after a quiet spell). No timer per wait or per write: one sweeper serves all viewers."""
     while True:
-        if not viewer.batches and not viewer.overflowed and viewer.closed_reason is None:
+        if not (viewer.batches or viewer.overflowed or viewer.needs_ping) and (
+            viewer.closed_reason is None
+        ):
             viewer.wake.clear()
-            try:
-                await asyncio.wait_for(viewer.wake.wait(), timeout=ping_seconds)
-            except TimeoutError:
-                await send(PING)
-                continue
+            await viewer.wake.wait()
         if viewer.overflowed:
             return StreamOutcome("slow_viewer", sent())
+        if viewer.needs_ping and not viewer.batches:
+            viewer.needs_ping = False
+            await send(PING)
+            continue
         chunks: list[bytes] = []
         terminal = False
         while viewer.batches:

@@ -94,14 +94,22 @@ class Worker:
                 await asyncio.sleep(1.0)
 
     async def _consume_loop(self, queue: str) -> None:
+        # First the entries already delivered to this consumer (a reply lost to a connection
+        # error, or a restart under the same worker id), then new ones.
+        position = "0"
         while not self._stopping.is_set():
             free = await self._wait_for_slot()
+            history = position != ">"
             reply: Any = await self.redis.xreadgroup(
-                QUEUE_GROUP, self.ctx.worker_id, {queue: ">"}, count=free, block=2000
-            )
-            for _stream, entries in reply or ():
-                for entry_id, fields in entries:
-                    await self._take(queue, as_text(entry_id), fields)
+                QUEUE_GROUP, self.ctx.worker_id, {queue: position}, count=free,
+                block=None if history else 2000,
+            )  # fmt: skip
+            entries = [entry for _stream, stream_entries in reply or () for entry in stream_entries]
+            if history:
+                # Page through our pending entries; past the last one, read new entries.
+                position = as_text(entries[-1][0]) if len(entries) == free else ">"
+            for entry_id, fields in entries:
+                await self._take(queue, as_text(entry_id), fields)
 
     async def _reclaim_loop(self) -> None:
         """Claim entries whose worker stopped renewing its lease (it died or hung)."""
@@ -164,7 +172,10 @@ class Worker:
         self._slots.release()
         return max(1, self.settings.worker_concurrency - len(self.running))
 
-    async def _take(self, queue: str, entry_id: str, fields: dict[Any, Any]) -> None:
+    async def _take(self, queue: str, entry_id: str, fields: dict[Any, Any] | None) -> None:
+        if not fields:  # a pending entry whose data was deleted: nothing left to run
+            await self._ack(queue, entry_id)
+            return
         job_id = await self._job_for_entry(entry_id, fields)
         if job_id is None:
             await self._ack(queue, entry_id)

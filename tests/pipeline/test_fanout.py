@@ -120,3 +120,27 @@ async def test_idle_stream_gets_pings(gateway: TestClient[Any, Any]) -> None:
             while b": ping\n\n" not in seen:
                 seen += await response.content.readany()
     assert seen.startswith(b"retry: 200\n\n")
+
+
+def test_sweeper_pings_quiet_viewers_and_drops_stuck_writes() -> None:
+    """One sweeper replaces a timer per viewer: pings after a quiet spell, and a write stuck
+    longer than the send timeout (or still stuck after the viewer was cut off) is aborted."""
+    from service.fanout import JobFeed, Viewer
+
+    aborted: list[str] = []
+    feed = JobFeed.__new__(JobFeed)
+    quiet = Viewer(feed=feed, limit=8, last_write=100.0)
+    quiet.sweep(now=116.0, ping_seconds=15.0, send_timeout=30.0)
+    assert quiet.needs_ping and quiet.wake.is_set()
+
+    stuck = Viewer(feed=feed, limit=8, write_started=100.0, abort=lambda: aborted.append("x"))
+    stuck.sweep(now=129.0, ping_seconds=15.0, send_timeout=30.0)
+    assert aborted == []
+    stuck.sweep(now=131.0, ping_seconds=15.0, send_timeout=30.0)
+    assert aborted == ["x"]
+
+    cut = Viewer(feed=feed, limit=8, write_started=100.0, overflowed=True,
+                 abort=lambda: aborted.append("cut"))  # fmt: skip
+    cut.sweep(now=100.5, ping_seconds=15.0, send_timeout=30.0)
+    assert aborted == ["x", "cut"]
+    assert not cut.needs_ping
