@@ -88,7 +88,7 @@ def settings(redis_url: str, upstream_url: str) -> Settings:
 @pytest.fixture
 async def gateway(settings: Settings, redis: AnyRedis) -> AsyncIterator[TestClient[Any, Any]]:
     app = await create_app(settings, redis)
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    client: TestClient[Any, Any] = TestClient(TestServer(app, handler_cancellation=True))
     await client.start_server()
     yield client
     await client.close()

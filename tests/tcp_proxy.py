@@ -16,7 +16,10 @@ CHUNK = 64 * 1024
 class TcpProxy:
     """Listens on ``host:port`` (a free port by default) and forwards each connection."""
 
-    def __init__(self, target_host: str, target_port: int, *, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, target_host: str, target_port: int, *, host: str = "127.0.0.1", delay: float = 0.0
+    ) -> None:
+        self.delay = delay  # seconds added before forwarding each chunk, both ways
         self.target_host = target_host
         self.target_port = target_port
         self.host = host
@@ -95,8 +98,8 @@ class TcpProxy:
         pair = (client_writer, upstream_writer)
         self._connections.add(pair)
         pumps = [
-            asyncio.create_task(self._pump(client_reader, upstream_writer)),
-            asyncio.create_task(self._pump(upstream_reader, client_writer)),
+            asyncio.create_task(self._pump(client_reader, upstream_writer, self.delay)),
+            asyncio.create_task(self._pump(upstream_reader, client_writer, self.delay)),
         ]
         self._tasks.update(pumps)
         try:
@@ -108,9 +111,13 @@ class TcpProxy:
             upstream_writer.close()
 
     @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float
+    ) -> None:
         try:
             while data := await reader.read(CHUNK):
+                if delay:
+                    await asyncio.sleep(delay)
                 writer.write(data)
                 await writer.drain()
             if writer.can_write_eof():
