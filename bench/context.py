@@ -49,28 +49,38 @@ class Context:
     async def measure(self, name: str, run: Run, repeat: int | None = None) -> dict[str, Any]:
         """Run ``run`` ``repeat`` times (fresh processes each time); the medians. A name
         measured before in this benchmark run is not measured again."""
-        if name in self.results:
-            return self.results[name]
-        runs: list[dict[str, Any]] = []
+        return (await self.measure_together({name: run}, repeat))[0]
+
+    async def measure_together(
+        self, runs: dict[str, Run], repeat: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Like :meth:`measure` for several configurations, taken in turn (A B A B ...), so
+        that a slow spell of a shared machine falls on each of them alike; the medians of
+        each, in the order given."""
+        todo = {name: run for name, run in runs.items() if name not in self.results}
+        collected: dict[str, list[dict[str, Any]]] = {name: [] for name in todo}
         for index in range(repeat or self.repeat):
-            started = time.monotonic()
-            figures = await run(self.workdir / f"{name}-{index}")
-            figures["wall_s"] = time.monotonic() - started
-            runs.append(figures)
-            self.log(f"{name} #{index + 1}: {brief(figures)}")
-        summary = summarize(runs)
-        self.results[name] = summary
-        self.raw[name] = runs
-        return summary
+            for name, run in todo.items():
+                started = time.monotonic()
+                figures = await run(self.workdir / f"{name}-{index}")
+                figures["wall_s"] = time.monotonic() - started
+                collected[name].append(figures)
+                self.log(f"{name} #{index + 1}: {brief(figures)}")
+        for name, measured in collected.items():
+            self.results[name] = summarize(measured)
+            self.raw[name] = measured
+        return [self.results[name] for name in runs]
 
 
 def brief(figures: dict[str, Any]) -> str:
     """A one-line progress summary of a run."""
     keys = (
         "events_per_s",
+        "redis_tokens_per_s",
         "chars_per_hub_cpu_s",
         "lat_p99_ms",
         "e2e_p99_ms",
+        "primaries_cpu_s",
         "catchup_p99_s",
         "full_text_p99_s",
         "exact",

@@ -69,3 +69,62 @@ def redis_figures(before: dict[str, Any], after: dict[str, Any], tokens: int) ->
         "redis_usec_per_token": per(usec, tokens),
         "redis_top_cmds_per_token": {name: round(n / tokens, 4) for name, n in top if n},
     }
+
+
+def _cpu(info: dict[str, Any]) -> float:
+    return float(info.get("used_cpu_sys", 0.0)) + float(info.get("used_cpu_user", 0.0))
+
+
+def _calls(info: dict[str, Any], command: str) -> int:
+    stat = info.get(f"cmdstat_{command}")
+    return int(stat.get("calls", 0)) if isinstance(stat, dict) else 0
+
+
+def cluster_figures(
+    before: dict[int, dict[str, Any]],
+    after: dict[int, dict[str, Any]],
+    primaries: list[int],
+    window_s: float,
+    tokens: int,
+    streams: dict[int, int],
+    lanes: dict[int, int],
+) -> dict[str, Any]:
+    """Per-primary and summed Redis figures of a cluster run, from each node's ``INFO``
+    before and after the window (ports in ``primaries`` in slot order: ``p1`` owns slot 0).
+
+    ``redis_tokens_per_s``: upstream tokens written into Redis per second of the window;
+    ``redis_xadd_per_s``/``redis_cmds_per_s``: XADD calls (inside scripts too) and commands
+    of every primary per second; ``p<n>_cpu_s``: ``used_cpu_sys + used_cpu_user`` delta of
+    primary n (all its threads); ``p<n>_streams``: job event streams it holds; ``p<n>_lanes``:
+    lanes (of ``service.keys.LANES``) whose slot it serves.
+    """
+    out: dict[str, Any] = {"primaries": len(primaries), "redis_window_s": window_s}
+    cpu_total = 0.0
+    commands = xadds = 0
+    for n, port in enumerate(primaries, 1):
+        old, new = before[port], after[port]
+        cpu = _cpu(new) - _cpu(old)
+        count = int(new["total_commands_processed"]) - int(old["total_commands_processed"])
+        xadd = _calls(new, "xadd") - _calls(old, "xadd")
+        cpu_total += cpu
+        commands += count
+        xadds += xadd
+        out[f"p{n}_cpu_s"] = cpu
+        out[f"p{n}_cpu_share"] = per(cpu, window_s)
+        out[f"p{n}_cmds_per_s"] = per(count, window_s)
+        out[f"p{n}_xadd_per_s"] = per(xadd, window_s)
+        out[f"p{n}_streams"] = streams.get(port, 0)
+        out[f"p{n}_lanes"] = lanes.get(port, 0)
+        out[f"p{n}_clients"] = int(new.get("connected_clients", 0))
+    replicas = [port for port in after if port not in primaries]
+    out["replicas_cpu_s"] = sum(_cpu(after[p]) - _cpu(before[p]) for p in replicas)
+    out["primaries_cpu_s"] = cpu_total
+    out["primary_cpu_max_share"] = max(
+        (out[f"p{n}_cpu_share"] or 0.0 for n in range(1, len(primaries) + 1)), default=None
+    )
+    out["redis_tokens_per_s"] = per(tokens, window_s)
+    out["redis_xadd_per_s"] = per(xadds, window_s)
+    out["redis_cmds_per_s"] = per(commands, window_s)
+    out["redis_cpu_us_per_token"] = per(cpu_total, tokens, 1e6)
+    out["redis_xadd_per_token"] = per(xadds, tokens)
+    return out

@@ -123,6 +123,71 @@ PEER_STORM: list[Column] = [
 ]
 
 
+def _per_primary(key: str, spec: str) -> Callable[[dict[str, Any]], Any]:
+    """``p1 / p2 / ...`` values of a per-primary figure (none in the ratio column)."""
+
+    def get(row: dict[str, Any]) -> Any:
+        count = row.get("primaries")
+        if row.get("kind") == "ratio" or not isinstance(count, int | float):
+            return None
+        return " / ".join(_fmt(row.get(f"p{n}_{key}"), spec) for n in range(1, int(count) + 1))
+
+    return get
+
+
+CLUSTER: list[Column] = [
+    ("tokens/s into Redis", _get("redis_tokens_per_s"), ",.0f"),
+    ("XADD/s, all primaries", _get("redis_xadd_per_s"), ",.0f"),
+    ("commands/s, all primaries", _get("redis_cmds_per_s"), ",.0f"),
+    ("redis cmds/token", _get("redis_cmds_per_token"), ".3f"),
+    ("XADD/token", _get("redis_xadd_per_token"), ".3f"),
+    ("commandstats us/token", _get("redis_usec_per_token"), ".2f"),
+    ("CPU s per primary", _per_primary("cpu_s", ".2f"), "s"),
+    ("  share of a core", _per_primary("cpu_share", "%"), "s"),
+    ("CPU s, all primaries", _get("primaries_cpu_s"), ".2f"),
+    ("primaries CPU us/token", _get("redis_cpu_us_per_token"), ".1f"),
+    ("CPU s, all replicas", _get("replicas_cpu_s"), ".2f"),
+    ("job streams per primary", _per_primary("streams", "d"), "s"),
+    ("lanes per primary", _per_primary("lanes", "d"), "s"),
+    ("clients per primary", _per_primary("clients", "d"), "s"),
+    ("worker CPU s/1k tok", _get("worker_cpu_per_1k_tokens"), ".3f"),
+    ("e2e p50 ms", _get("e2e_p50_ms"), ".1f"),
+    ("e2e p99 ms", _get("e2e_p99_ms"), ".1f"),
+    ("write p99 ms", _get("lat_p99_ms"), ".1f"),
+    ("exact", _get("exact"), "%"),
+    ("upstream late s", _get("upstream_late_s"), ".2f"),
+    ("window s", _get("redis_window_s"), ".1f"),
+    ("core0", _get("core0_busy"), "%"),
+    ("core1", _get("core1_busy"), "%"),
+]
+
+
+def cluster_table(rows: list[dict[str, Any]]) -> str:
+    """Scenario 6 transposed: one column per cluster size, then the ratio column."""
+    first = rows[0]
+    title = (
+        f"6. Redis Cluster, many generations: {first.get('jobs', 0):.0f} jobs at "
+        f"{first.get('rate', 0):g} tokens/s x {first.get('tokens_per_job', 0):.0f} tokens, "
+        "one viewer each; primaries with one replica each"
+    )
+    header = ["", *(str(row.get("label", "")) for row in rows)]
+    body = [
+        [
+            name,
+            *(_fmt(get(row), "x" if row.get("kind") == "ratio" else spec) for row in rows),
+        ]
+        for name, get, spec in CLUSTER
+    ]
+    widths = [max(len(header[i]), *(len(r[i]) for r in body)) for i in range(len(header))]
+    return "\n".join([title, *(_line(cells, widths) for cells in [header, *body])])
+
+
+def _line(cells: list[str], widths: list[int]) -> str:
+    """The first cell left-aligned (a figure's name), the others right-aligned."""
+    first, *rest = zip(cells, widths, strict=True)
+    return "  ".join([first[0].ljust(first[1]), *(c.rjust(w) for c, w in rest)])
+
+
 def render(sections: dict[str, list[dict[str, Any]]]) -> str:
     """Every scenario that ran, as tables."""
     out: list[str] = []
@@ -140,7 +205,9 @@ def render(sections: dict[str, list[dict[str, Any]]]) -> str:
         rows = [row for row in rows if "unavailable" not in row]
         if not rows:
             continue
-        if name in titles:
+        if name == "cluster":
+            out.append(cluster_table(rows))
+        elif name in titles:
             title, columns = titles[name]
             out.append(table(title, rows, columns))
         else:

@@ -23,6 +23,7 @@ import orjson
 from bench.context import Context
 from bench.loadgen import raise_fd_limit
 from bench.report import render
+from bench.scenarios.cluster import cluster
 from bench.scenarios.fanout import fanout, generations
 from bench.scenarios.late import idle, late
 from bench.scenarios.peers import nchan, resumable
@@ -39,6 +40,7 @@ SCENARIOS: dict[str, Scenario] = {
     "idle": idle,
     "nchan": nchan,
     "resumable": resumable,
+    "cluster": cluster,
 }
 
 

@@ -1,5 +1,6 @@
-"""The real processes a benchmark run drives: Redis, the simulated upstream, the gateway and
-the worker, each a child process pinned to its cores, logging into the run's folder."""
+"""The real processes a benchmark run drives: Redis (one server, or a local Redis Cluster),
+the simulated upstream, the gateway and the worker, each a child process pinned to its cores,
+logging into the run's folder."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from typing import Any
 import aiohttp
 from redis.asyncio import Redis
 
-from service.embedded_redis import find_redis_server, free_port
+from bench.localcluster import LocalCluster
+from service.embedded_redis import RedisClusterServers, find_redis_server, free_port
 from service.keys import job_record_key
+from service.redis_client import AnyRedis, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_ID = "bench-worker"
@@ -30,6 +33,19 @@ def pinned(cores: str | None, argv: list[str]) -> list[str]:
     if cores and shutil.which("taskset"):
         return ["taskset", "-c", cores, *argv]
     return argv
+
+
+def pin_process(pid: int, cores: str) -> None:
+    """Move every thread of a running process onto ``cores`` (``"0"``, ``"0,1"``, ``"0-1"``),
+    for children not started under ``taskset``."""
+    cpus: set[int] = set()
+    for part in cores.split(","):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(task.name), cpus)
 
 
 @dataclass
@@ -103,11 +119,18 @@ async def wait_http(url: str, child: Child, seconds: float = 20.0) -> None:
 
 @dataclass
 class Stack:
-    """Redis + simulated upstream + gateway + worker for one measurement."""
+    """Redis + simulated upstream + gateway + worker for one measurement.
+
+    ``primaries`` 0 (the default): one plain ``redis-server``; n > 0: a local Redis Cluster
+    of n primaries with one replica each (``RedisClusterServers``: AOF ``everysec``; see
+    ``bench/localcluster.py`` for fewer than 3), which
+    the gateway and worker reach through a ``redis+cluster://`` URL.
+    """
 
     workdir: Path
     gateway_cores: str | None = "1"
     other_cores: str | None = "0"
+    primaries: int = 0
     children: list[Child] = field(default_factory=list)
     redis_port: int = 0
     redis: Redis | None = None
@@ -117,10 +140,19 @@ class Stack:
     worker: Child | None = None
     redis_child: Child | None = None
     simulator: Child | None = None
+    cluster: RedisClusterServers | None = None
+    cluster_client: AnyRedis | None = None
+    # Port -> plain client of each cluster node (INFO, SCAN: per node, not per key).
+    nodes: dict[int, Redis] = field(default_factory=dict)
+    # Ports of the primaries in slot order (the first owns slot 0), with their first slots.
+    primary_ports: list[int] = field(default_factory=list)
+    slot_ranges: list[tuple[int, int, int]] = field(default_factory=list)
 
     @property
     def redis_url(self) -> str:
-        """Where the benchmark's Redis listens."""
+        """Where the benchmark's Redis listens (``redis+cluster://`` for a cluster)."""
+        if self.cluster is not None:
+            return self.cluster.url
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
     @property
@@ -158,8 +190,11 @@ class Stack:
         return env
 
     async def start_redis(self, cores: str | None = None) -> None:
-        """A private redis-server: no persistence, loopback only."""
+        """A private redis-server: no persistence, loopback only (or the cluster)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.primaries:
+            await self._start_cluster(cores or self.other_cores)
+            return
         self.redis_port = free_port()
         argv = [
             find_redis_server(),
@@ -188,6 +223,32 @@ class Stack:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.05)
+
+    async def _start_cluster(self, cores: str | None) -> None:
+        """``primaries`` primaries + as many replicas, formed and ``cluster_state:ok``."""
+        self.cluster = LocalCluster(self.workdir / "cluster", primaries=self.primaries)
+        await asyncio.to_thread(self.cluster.start)
+        if cores:
+            for pid in self.redis_pids():
+                pin_process(pid, cores)
+        for node in self.cluster.nodes:
+            self.nodes[node.port] = Redis(host="127.0.0.1", port=node.port)
+        any_node = next(iter(self.nodes.values()))
+        slots = await any_node.cluster("slots")
+        ranges = sorted((int(r[0]), int(r[1]), int(r[2][1])) for r in slots)
+        self.slot_ranges = ranges
+        self.primary_ports = list(dict.fromkeys(port for _, _, port in ranges))
+        self.cluster_client = connect(self.redis_url, max_connections=64)
+
+    def redis_pids(self) -> list[int]:
+        """Process ids of the Redis server or of every cluster node."""
+        if self.cluster is not None:
+            return [n.process.pid for n in self.cluster.nodes if n.process is not None]
+        return [self.redis_child.pid] if self.redis_child else []
+
+    def primary_of_slot(self, slot: int) -> int:
+        """The port of the primary serving ``slot`` (as the cluster was formed)."""
+        return next(port for low, high, port in self.slot_ranges if low <= slot <= high)
 
     async def start_simulator(self, rate: float, tokens: int) -> None:
         """``tokenrelay simulate-upstream`` with a default pace and length."""
@@ -231,35 +292,76 @@ class Stack:
         self.worker = self._child(
             "worker", argv, self.other_cores, cwd=self.workdir, env=self._env(**env)
         )
-        assert self.redis is not None
+        client: AnyRedis | None = self.redis if self.redis is not None else self.cluster_client
+        assert client is not None
+        servers = list(self.nodes.values()) if self.nodes else [client]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             self.worker.check()
             if first_job is not None:
-                status = await self.redis.hget(job_record_key(first_job), "status")
+                status = await client.hget(job_record_key(first_job), "status")
                 if status not in (None, b"queued"):
                     return
             else:
                 # Blocked in XREADGROUP on the queue = ready.
-                clients = await self.redis.client_list()
-                if any(c.get("cmd") == "xreadgroup" for c in clients):
-                    return
+                for server in servers:
+                    clients = await server.client_list()
+                    if any(c.get("cmd") == "xreadgroup" for c in clients):
+                        return
             await asyncio.sleep(0.01)
         raise RuntimeError("the worker did not start")
 
     async def redis_info(self) -> dict[str, Any]:
-        """``INFO stats`` and ``INFO commandstats`` merged."""
+        """``INFO stats`` and ``INFO commandstats`` merged; for a cluster, summed over the
+        primaries (counters only: ``total_commands_processed`` and each ``cmdstat_*``)."""
+        if self.cluster is not None:
+            infos = await self.node_infos()
+            return sum_infos([infos[port] for port in self.primary_ports])
         assert self.redis is not None
         info: dict[str, Any] = await self.redis.info("stats")
         info.update(await self.redis.info("commandstats"))
         return info
 
+    async def node_infos(self) -> dict[int, dict[str, Any]]:
+        """Per cluster node (port): ``INFO stats cpu clients replication commandstats``."""
+        sections = ("stats", "cpu", "clients", "replication", "commandstats")
+        return {port: await node.info(*sections) for port, node in self.nodes.items()}
+
+    async def keys_per_primary(self, pattern: str) -> dict[int, int]:
+        """How many keys matching ``pattern`` each primary holds (``SCAN`` on each node)."""
+        counts: dict[int, int] = {}
+        for port in self.primary_ports:
+            found = 0
+            async for _ in self.nodes[port].scan_iter(match=pattern, count=1000):
+                found += 1
+            counts[port] = found
+        return counts
+
     async def stop(self) -> None:
-        """Stop every child, newest first."""
-        if self.redis is not None:
-            with contextlib.suppress(Exception):
-                await self.redis.aclose()
-            self.redis = None
+        """Stop every child, newest first; then the cluster, if any."""
+        clients: list[Any] = [self.redis, self.cluster_client, *self.nodes.values()]
+        for client in clients:
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+        self.redis = None
+        self.cluster_client = None
+        self.nodes.clear()
         for child in reversed(self.children):
             await asyncio.to_thread(child.stop)
         self.children.clear()
+        if self.cluster is not None:
+            await asyncio.to_thread(self.cluster.stop)
+
+
+def sum_infos(infos: list[dict[str, Any]]) -> dict[str, Any]:
+    """``total_commands_processed`` and every ``cmdstat_*`` counter added up over servers."""
+    out: dict[str, Any] = {"total_commands_processed": 0}
+    for info in infos:
+        out["total_commands_processed"] += int(info.get("total_commands_processed", 0))
+        for key, value in info.items():
+            if key.startswith("cmdstat_") and isinstance(value, dict):
+                into = out.setdefault(key, {"calls": 0, "usec": 0})
+                into["calls"] += int(value.get("calls", 0))
+                into["usec"] += int(value.get("usec", 0))
+    return out

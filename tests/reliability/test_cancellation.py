@@ -60,10 +60,11 @@ async def test_abrupt_disconnects_during_slow_redis_calls_leave_every_reply_with
 
             for _ in range(6):
                 await asyncio.gather(*(vanish(rng.choice(jobs)) for _ in range(100)))
-            # redis-py drops a connection whose command was cancelled mid-flight: many new
-            # connections through the proxy show the cancellations really hit Redis calls.
-            print("redis connections opened:", proxy.accepted)
-            assert proxy.accepted > 64
+            # redis-py drops a connection whose command was cancelled mid-flight (a healthy
+            # pool keeps its connections open): closed ones show cancels hit Redis calls.
+            dropped = proxy.accepted - proxy.open_connections
+            print("redis connections dropped by cancellation:", dropped)
+            assert dropped >= 10
             for job in jobs:
                 record = await wait_until_ended(gateway, job["id"], within=60)
                 assert record["id"] == job["id"]
