@@ -49,6 +49,27 @@ class Batch:
     frames: bytes
     terminal: bool
 
+    def after(self, position: StreamId) -> bytes:
+        """The frames of the entries after ``position``: the shared bytes in the common case."""
+        if position <= self.prev:
+            return self.frames
+        if position >= self.last:
+            return b""
+        return encode([entry for entry in self.entries if entry.id > position])
+
+
+HISTORY_CHUNK = 256  # entries per batch when a feed loads a job's past from Redis
+
+
+def batches_of(entries: list[Entry], prev: StreamId) -> list[Batch]:
+    """Cut consecutive entries after ``prev`` into encoded batches."""
+    batches = []
+    for start in range(0, len(entries), HISTORY_CHUNK):
+        chunk = entries[start : start + HISTORY_CHUNK]
+        batches.append(Batch(prev, chunk[-1].id, chunk, encode(chunk), chunk[-1].terminal))
+        prev = chunk[-1].id
+    return batches
+
 
 @dataclass(eq=False, slots=True)
 class Viewer:
@@ -106,23 +127,45 @@ class JobFeed:
         self.viewers: set[Viewer] = set()
         self.ended = False
         self._ready = asyncio.Event()
-        # Every entry from the stream's start while it fits: resumes and late joiners replay
-        # from here instead of each asking Redis. Dropped for good after any Redis error.
-        self._history: list[Entry] | None = None
-        self._history_ids: list[StreamId] = []
+        # The stream from its start, as encoded batches, while it fits: resumes and late
+        # joiners replay from here (joining ready-made frames) instead of each asking Redis
+        # and re-encoding. Dropped for good after any Redis error.
+        self._history: list[Batch] | None = None
+        self._history_lasts: list[StreamId] = []
+        self._history_entries = 0
         self._history_limit = history_limit
 
     async def ready(self) -> None:
         """Wait until the cursor is set from Redis."""
         await self._ready.wait()
 
-    def replay(self, after: StreamId, until: StreamId) -> list[Entry] | None:
-        """Entries ``(after, until]`` from memory, or None when memory does not hold them."""
+    def replay(self, after: StreamId, until: StreamId) -> tuple[bytes, bool] | None:
+        """Frames of the entries ``(after, until]`` and whether the last is terminal, from
+        memory; None when memory does not hold them. ``until`` must be a batch boundary (the
+        cursor a viewer got when it joined)."""
         if self._history is None:
             return None
-        low = bisect.bisect_right(self._history_ids, after)
-        high = bisect.bisect_right(self._history_ids, until)
-        return self._history[low:high]
+        first = bisect.bisect_right(self._history_lasts, after)
+        end = bisect.bisect_right(self._history_lasts, until)
+        if first >= end:
+            return b"", False
+        batches = self._history[first:end]
+        frames = [batches[0].after(after)] + [batch.frames for batch in batches[1:]]
+        return b"".join(frames), batches[-1].terminal
+
+    def replay_entries(self, after: StreamId, until: StreamId) -> list[Entry] | None:
+        """The entries ``(after, until]`` from memory, for readers that re-encode them (the
+        OpenAI-compatible streams); None when memory does not hold them."""
+        if self._history is None:
+            return None
+        first = bisect.bisect_right(self._history_lasts, after)
+        end = bisect.bisect_right(self._history_lasts, until)
+        return [
+            entry
+            for batch in self._history[first:end]
+            for entry in batch.entries
+            if after < entry.id <= until
+        ]
 
     async def load(self) -> None:
         """Set the cursor to the stream's last entry (loading the history if it fits)."""
@@ -144,8 +187,9 @@ class JobFeed:
             await self._redis.xrange(self.key, count=self._history_limit + 1)
         )
         if len(entries) <= self._history_limit:
-            self._history = entries
-            self._history_ids = [entry.id for entry in entries]
+            self._history = batches_of(entries, ZERO_ID)
+            self._history_lasts = [batch.last for batch in self._history]
+            self._history_entries = len(entries)
             return entries[-1] if entries else None
         tail = entries_from_reply(await self._redis.xrevrange(self.key, count=1))
         return tail[0] if tail else None
@@ -165,7 +209,7 @@ class JobFeed:
             frames=encode(entries),
             terminal=entries[-1].terminal,
         )
-        self._remember(entries)
+        self._remember(batch)
         self.cursor = batch.last
         self.ended = batch.terminal
         for viewer in self.viewers:
@@ -174,21 +218,22 @@ class JobFeed:
     def redis_failed(self) -> None:
         """Redis may come back with less than it had: from now on replays ask Redis."""
         self._history = None
-        self._history_ids = []
+        self._history_lasts = []
 
     def close_viewers(self, reason: str) -> None:
         """End every viewer's stream; they reconnect and resume from Redis."""
         for viewer in self.viewers:
             viewer.close(reason)
 
-    def _remember(self, entries: list[Entry]) -> None:
+    def _remember(self, batch: Batch) -> None:
         if self._history is None:
             return
-        if len(self._history) + len(entries) > self._history_limit:
-            self.redis_failed()
+        self._history_entries += len(batch.entries)
+        if self._history_entries > self._history_limit:
+            self.redis_failed()  # too long to keep: replays ask Redis
             return
-        self._history.extend(entries)
-        self._history_ids.extend(entry.id for entry in entries)
+        self._history.append(batch)
+        self._history_lasts.append(batch.last)
 
 
 class LaneReader:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from service.events import RESET, ZERO_ID, StreamId, format_stream_id
-from service.fanout import Batch, FeedHub, JobFeed, Viewer
+from service.fanout import FeedHub, JobFeed, Viewer
 from service.frames import PING, encode, entries_from_reply, frame
 from service.keys import job_events_key
 from service.redis_client import AnyRedis
@@ -100,9 +100,10 @@ async def _replay(
     """
     cached = feed.replay(after, until)
     if cached is not None:
-        if cached:
-            await send(encode(cached))
-        return bool(cached) and cached[-1].terminal
+        frames, terminal = cached
+        if frames:
+            await send(frames)
+        return terminal
     key = job_events_key(feed.job_id)
     start = after
     end = format_stream_id(until)
@@ -139,7 +140,7 @@ async def _follow(
         terminal = False
         while viewer.batches:
             batch = viewer.batches.popleft()
-            data = _after(batch, position)
+            data = batch.after(position)
             if data:
                 chunks.append(data)
             position = max(position, batch.last)
@@ -153,12 +154,3 @@ async def _follow(
             return StreamOutcome("terminal", sent())
         if viewer.closed_reason is not None and not viewer.batches:
             return StreamOutcome(viewer.closed_reason, sent())
-
-
-def _after(batch: Batch, position: StreamId) -> bytes:
-    """The part of ``batch`` after ``position``: the shared frames in the common case."""
-    if position <= batch.prev:
-        return batch.frames
-    if position >= batch.last:
-        return b""
-    return encode([entry for entry in batch.entries if entry.id > position])

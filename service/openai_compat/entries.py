@@ -47,7 +47,7 @@ async def follow_entries(
 
 async def _replay(redis: AnyRedis, feed: JobFeed, until: StreamId) -> AsyncIterator[list[Entry]]:
     """Entries ``(0, until]``: from the feed's memory when it holds them, else from Redis."""
-    cached = feed.replay(ZERO_ID, until)
+    cached = feed.replay_entries(ZERO_ID, until)
     if cached is not None:
         for start in range(0, len(cached), REPLAY_PAGE):
             yield cached[start : start + REPLAY_PAGE]
