@@ -14,7 +14,7 @@ COPY simulator ./simulator
 COPY web ./web
 COPY --from=web /app/web/node_modules ./web/node_modules
 # Editable: the gateway serves web/ from beside the `service` package's source tree.
-RUN pip install --no-compile -e . && useradd --system --uid 10001 tokenrelay
+RUN pip install --no-compile -e '.[otel]' && useradd --system --uid 10001 tokenrelay
 USER tokenrelay
 EXPOSE 8000
 ENTRYPOINT ["tokenrelay"]

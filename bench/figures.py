@@ -96,23 +96,28 @@ def cluster_figures(
     ``redis_xadd_per_s``/``redis_cmds_per_s``: XADD calls (inside scripts too) and commands
     of every primary per second; ``p<n>_cpu_s``: ``used_cpu_sys + used_cpu_user`` delta of
     primary n (all its threads); ``p<n>_streams``: job event streams it holds; ``p<n>_lanes``:
-    lanes (of ``service.keys.LANES``) whose slot it serves.
+    lanes (of ``service.keys.LANES``) whose slot it serves; ``redis_getkeys_per_token``:
+    ``COMMAND GETKEYS`` calls, which redis-py's cluster client sends (to one node) to find the
+    slot of a command with movable keys such as ``XREAD`` and ``XREADGROUP``.
     """
     out: dict[str, Any] = {"primaries": len(primaries), "redis_window_s": window_s}
     cpu_total = 0.0
-    commands = xadds = 0
+    commands = xadds = getkeys = 0
     for n, port in enumerate(primaries, 1):
         old, new = before[port], after[port]
         cpu = _cpu(new) - _cpu(old)
         count = int(new["total_commands_processed"]) - int(old["total_commands_processed"])
         xadd = _calls(new, "xadd") - _calls(old, "xadd")
+        keys = _calls(new, "command|getkeys") - _calls(old, "command|getkeys")
         cpu_total += cpu
         commands += count
         xadds += xadd
+        getkeys += keys
         out[f"p{n}_cpu_s"] = cpu
         out[f"p{n}_cpu_share"] = per(cpu, window_s)
         out[f"p{n}_cmds_per_s"] = per(count, window_s)
         out[f"p{n}_xadd_per_s"] = per(xadd, window_s)
+        out[f"p{n}_getkeys_per_s"] = per(keys, window_s)
         out[f"p{n}_streams"] = streams.get(port, 0)
         out[f"p{n}_lanes"] = lanes.get(port, 0)
         out[f"p{n}_clients"] = int(new.get("connected_clients", 0))
@@ -127,4 +132,5 @@ def cluster_figures(
     out["redis_cmds_per_s"] = per(commands, window_s)
     out["redis_cpu_us_per_token"] = per(cpu_total, tokens, 1e6)
     out["redis_xadd_per_token"] = per(xadds, tokens)
+    out["redis_getkeys_per_token"] = per(getkeys, tokens)
     return out

@@ -141,6 +141,8 @@ CLUSTER: list[Column] = [
     ("commands/s, all primaries", _get("redis_cmds_per_s"), ",.0f"),
     ("redis cmds/token", _get("redis_cmds_per_token"), ".3f"),
     ("XADD/token", _get("redis_xadd_per_token"), ".3f"),
+    ("COMMAND GETKEYS/token", _get("redis_getkeys_per_token"), ".3f"),
+    ("commands/s per primary", _per_primary("cmds_per_s", ",.0f"), "s"),
     ("commandstats us/token", _get("redis_usec_per_token"), ".2f"),
     ("CPU s per primary", _per_primary("cpu_s", ".2f"), "s"),
     ("  share of a core", _per_primary("cpu_share", "%"), "s"),

@@ -18,7 +18,6 @@ from service.keys import job_keys, job_output_key, job_record_key
 from service.scripts import as_text
 from service.state import STATE, GatewayState
 from service.submit import submit_job
-from service.tracing import TRACEPARENT
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +78,11 @@ async def submit(request: web.Request) -> web.Response:
     job = await submit_job(
         state.redis, state.scripts, state.settings, job_request,
         idempotency_key_value=idempotency, owner=owner,
+        traceparent=request.get(REQUEST_TRACEPARENT),
     )  # fmt: skip
     status = QUEUED
     if job.created:
         state.metrics.jobs_submitted.inc()
-        traceparent = request.get(REQUEST_TRACEPARENT)
-        if traceparent is not None:  # the job's trace: the worker continues it
-            await state.redis.hset(job_record_key(job.id), TRACEPARENT, traceparent)
         log.info("job submitted", extra={"job_id": job.id, "owner": owner, "status": QUEUED,
                                          "attempt": 0})  # fmt: skip
     else:

@@ -90,3 +90,13 @@ def rate_limit_key(scope: str, who: str, window: int) -> str:
 def lane_wake_key(lane: int, reader_id: str) -> str:
     """A gateway's control stream in a lane: an entry wakes its blocked lane read."""
     return f"{PREFIX}:{lane_tag(lane)}:wake:{reader_id}"
+
+
+def gateways_key() -> str:
+    """Sorted set of gateways with a live viewer report, scored by its expiry (ms)."""
+    return f"{PREFIX}:gateways"
+
+
+def gateway_viewers_key(gateway_id: str) -> str:
+    """One gateway's viewers per job (hash job id -> count)."""
+    return f"{PREFIX}:viewers:{gateway_id}"

@@ -23,6 +23,7 @@ from service.keys import idempotency_key, job_keys, queue_key_for
 from service.redis_client import AnyRedis
 from service.scripts import Scripts, as_text
 from service.settings import Settings
+from service.tracing import TRACEPARENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +39,18 @@ def _model_for(request: JobRequest, settings: Settings) -> str:
 
 
 async def create_job(
-    redis: AnyRedis, scripts: Scripts, settings: Settings, request: JobRequest, job_id: str
+    redis: AnyRedis,
+    scripts: Scripts,
+    settings: Settings,
+    request: JobRequest,
+    job_id: str,
+    *,
+    traceparent: str | None = None,
 ) -> bool:
-    """Create the job's record and its ``status: queued`` event; false if it already exists."""
+    """Create the job's record and its ``status: queued`` event; false if it already exists.
+
+    ``traceparent`` (W3C) is stored with the record so the worker continues the job's trace.
+    """
     fields: list[str | int] = [
         "id", job_id,
         "status", QUEUED,
@@ -49,6 +59,8 @@ async def create_job(
         "language", request.language or "",
         "request", request.model_dump_json(exclude_none=True),
     ]  # fmt: skip
+    if traceparent is not None:
+        fields += [TRACEPARENT, traceparent]
     status_data = orjson.dumps({"status": QUEUED, "attempt": 0}).decode()
     ttl = max(settings.retention_seconds, settings.unfinished_job_seconds)
     created = await scripts.create_job(
@@ -71,6 +83,7 @@ async def submit_job(
     *,
     idempotency_key_value: str | None = None,
     owner: str = "",
+    traceparent: str | None = None,
 ) -> SubmittedJob:
     """Create and enqueue a job; with an idempotency key, a repeat returns the first job.
 
@@ -85,7 +98,7 @@ async def submit_job(
         if claimed is not None:
             return SubmittedJob(id=claimed, created=False)
     try:
-        await create_job(redis, scripts, settings, request, job_id)
+        await create_job(redis, scripts, settings, request, job_id, traceparent=traceparent)
         await enqueue(redis, job_id)
     except BaseException:
         if idem_key is not None:

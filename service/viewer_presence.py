@@ -20,7 +20,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from service.jobs import now_ms
-from service.keys import PREFIX
+from service.keys import gateway_viewers_key, gateways_key
 from service.redis_client import AnyRedis
 
 log = logging.getLogger(__name__)
@@ -28,16 +28,6 @@ log = logging.getLogger(__name__)
 # Reports follow a change this soon, so a burst of joins makes one write.
 _DEBOUNCE_SECONDS = 0.2
 _EXPIRY_REPORTS = 3
-
-
-def gateways_key() -> str:
-    """Sorted set of gateways with a live viewer report, scored by its expiry (ms)."""
-    return f"{PREFIX}:gateways"
-
-
-def gateway_viewers_key(gateway_id: str) -> str:
-    """One gateway's viewers per job (hash job id -> count)."""
-    return f"{PREFIX}:viewers:{gateway_id}"
 
 
 def new_gateway_id() -> str:

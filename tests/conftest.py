@@ -37,6 +37,7 @@ def make_settings(**overrides: Any) -> Settings:
         "submit_rate_per_minute": 0,
         "stream_rate_per_minute": 0,
         "max_streams_per_client": 0,
+        "worker_metrics_port": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
