@@ -165,10 +165,10 @@ CLUSTER: list[Column] = [
 
 
 def cluster_table(rows: list[dict[str, Any]]) -> str:
-    """Scenario 6 transposed: one column per cluster size, then the ratio column."""
+    """The cluster scenario transposed: one column per cluster size, then the ratio column."""
     first = rows[0]
     title = (
-        f"6. Redis Cluster, many generations: {first.get('jobs', 0):.0f} jobs at "
+        f"Redis Cluster, many generations: {first.get('jobs', 0):.0f} jobs at "
         f"{first.get('rate', 0):g} tokens/s x {first.get('tokens_per_job', 0):.0f} tokens, "
         "one viewer each; primaries with one replica each"
     )

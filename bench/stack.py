@@ -122,9 +122,9 @@ class Stack:
     """Redis + simulated upstream + gateway + worker for one measurement.
 
     ``primaries`` 0 (the default): one plain ``redis-server``; n > 0: a local Redis Cluster
-    of n primaries with one replica each (``RedisClusterServers``: AOF ``everysec``; see
-    ``bench/localcluster.py`` for fewer than 3), which
-    the gateway and worker reach through a ``redis+cluster://`` URL.
+    of n primaries with one replica each (``RedisClusterServers``, AOF ``everysec``; fewer
+    than 3 are formed by ``bench/localcluster.py``), which the gateway and the worker reach
+    through a ``redis+cluster://`` URL.
     """
 
     workdir: Path
@@ -144,7 +144,7 @@ class Stack:
     cluster_client: AnyRedis | None = None
     # Port -> plain client of each cluster node (INFO, SCAN: per node, not per key).
     nodes: dict[int, Redis] = field(default_factory=dict)
-    # Ports of the primaries in slot order (the first owns slot 0), with their first slots.
+    # Ports of the primaries in slot order (the first owns slot 0); (first, last slot, port).
     primary_ports: list[int] = field(default_factory=list)
     slot_ranges: list[tuple[int, int, int]] = field(default_factory=list)
 

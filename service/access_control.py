@@ -11,23 +11,28 @@ from contextlib import contextmanager
 
 from aiohttp import web
 
-from service.errors import Forbidden, RateLimited
-from service.http_errors import Handler
+from service.errors import RateLimited
+from service.http_errors import Handler, error_response
 from service.keys import rate_limit_key
 from service.redis_client import AnyRedis
 from service.settings import Settings
 
 _CORS_METHODS = "GET, POST, DELETE, OPTIONS"
 _CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"
+_CORS_EXPOSE = (
+    "Location, Retry-After, Idempotent-Replayed, X-TokenRelay-Job-Id, X-TokenRelay-Events-Url, "
+    "X-TokenRelay-Job-Url, X-TokenRelay-Viewer-Token"
+)
 
 
 def client_address(request: web.Request, settings: Settings) -> str:
-    """The caller's address; behind a trusted proxy, the first ``X-Forwarded-For`` entry."""
+    """The caller's address; behind a trusted proxy, the last ``X-Forwarded-For`` entry (the
+    one that proxy appended: earlier entries are whatever the client sent)."""
     if settings.trust_forwarded_for:
         forwarded = request.headers.get("X-Forwarded-For", "")
-        first = forwarded.split(",")[0].strip()
-        if first:
-            return first
+        last = forwarded.split(",")[-1].strip()
+        if last:
+            return last
     return request.remote or "unknown"
 
 
@@ -36,29 +41,44 @@ def _same_origin(request: web.Request, origin: str) -> bool:
                       f"https://{request.host}")  # fmt: skip
 
 
-def cors_middleware(settings: Settings) -> web.middleware:  # type: ignore[valid-type]
-    """Answer preflights for allowed origins; refuse cross-origin calls from any other."""
+def install_cors(app: web.Application, settings: Settings) -> web.middleware:  # type: ignore[valid-type]
+    """Refuse calls from origins not allowed; give allowed origins CORS headers on every
+    response, including errors and event streams (added as the response is prepared, since a
+    stream's headers go out before its handler returns). Returns the middleware to install
+    outermost."""
     allowed = frozenset(settings.cors_origins)
+
+    def cross_origin(request: web.Request) -> str | None:
+        origin = request.headers.get("Origin")
+        if origin is None or _same_origin(request, origin):
+            return None
+        return origin
 
     @web.middleware
     async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        if origin is None or _same_origin(request, origin):
+        origin = cross_origin(request)
+        if origin is None:
             return await handler(request)
         if origin not in allowed:
-            raise Forbidden(f"origin {origin[:100]!r} is not allowed", code="origin_not_allowed")
+            return error_response(
+                403, "origin_not_allowed", f"origin {origin[:100]!r} is not allowed"
+            )
         if request.method == "OPTIONS":
-            response: web.StreamResponse = web.Response(status=204)
-        else:
-            response = await handler(request)
+            return web.Response(status=204)
+        return await handler(request)
+
+    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        origin = cross_origin(request)
+        if origin is None or origin not in allowed:
+            return
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Vary"] = "Origin"
         response.headers["Access-Control-Allow-Methods"] = _CORS_METHODS
         response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
-        response.headers["Access-Control-Expose-Headers"] = "Location, Retry-After"
+        response.headers["Access-Control-Expose-Headers"] = _CORS_EXPOSE
         response.headers["Access-Control-Max-Age"] = "600"
-        return response
 
+    app.on_response_prepare.append(add_headers)
     return cors
 
 

@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
+from redis.exceptions import RedisError
 
 from service.access_control import client_address
 from service.api_jobs import job_id_from
@@ -111,6 +112,12 @@ async def _serve_stream(
         reason = outcome.reason
     except ConnectionResetError:
         reason = "send_timeout" if stalled else "client_gone"
+    except RedisError as exc:
+        # The response has started: no error body can follow. End the stream; the client
+        # reconnects and resumes once Redis answers again.
+        reason = "redis_error"
+        log.warning("stream ended by a redis error", extra={"job_id": job_id,
+                    "error": repr(exc)})  # fmt: skip
     finally:
         viewer_counts.leave(job_id)
         state.metrics.viewers.dec()

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from service import api_events, api_health, api_jobs, openai_compat
-from service.access_control import RateLimiter, StreamSlots, cors_middleware
+from service.access_control import RateLimiter, StreamSlots, install_cors
 from service.access_log import access_log
 from service.fanout import FeedHub
 from service.http_errors import json_errors
@@ -61,9 +61,11 @@ async def create_app(
         stream_slots=StreamSlots(settings.max_streams_per_client),
     )
     app = web.Application(
-        middlewares=[access_log(metrics, tracing), json_errors, cors_middleware(settings)],
+        middlewares=[access_log(metrics, tracing), json_errors],
         client_max_size=settings.max_body_bytes,
     )
+    # Outside json_errors, so error responses get CORS headers too.
+    app.middlewares.insert(1, install_cors(app, settings))
     app[STATE] = state
     app.add_routes(api_jobs.routes)
     app.add_routes(api_events.routes)

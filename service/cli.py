@@ -55,8 +55,11 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
     except ValidationError as exc:
         lines = ["tokenrelay: invalid configuration:"]
         for error in exc.errors(include_url=False, include_input=False):
-            name = "TOKENRELAY_" + "_".join(str(p) for p in error["loc"]).upper()
-            lines.append(f"  {name}: {error['msg']}")
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if error["loc"]:
+                name = "TOKENRELAY_" + "_".join(str(p) for p in error["loc"]).upper()
+                message = f"{name}: {message}"
+            lines.append(f"  {message}")
         raise SystemExit("\n".join(lines)) from None
 
 

@@ -355,7 +355,13 @@ class FeedHub:
             task = asyncio.create_task(self._start(feed), name=f"feed-{job_id}")
             self._loading.add(task)
             task.add_done_callback(self._loading.discard)
-        await feed.ready()
+        try:
+            await feed.ready()
+        except asyncio.CancelledError:
+            # The viewer left while the feed was loading: nobody may be left to drop it.
+            if not feed.viewers and self._feeds.get(job_id) is feed:
+                del self._feeds[job_id]
+            raise
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.create_task(self._sweep(), name="viewer-sweeper")
         viewer = Viewer(feed=feed, limit=self._viewer_limit)

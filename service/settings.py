@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_LANGUAGES = (
@@ -150,6 +151,18 @@ class Settings(BaseSettings):
                 "must be an http:// or https:// base URL, e.g. https://api.openai.com/v1"
             )
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _no_unknown_environment(self) -> Settings:
+        # pydantic-settings ignores unknown prefixed environment variables; a misspelt name
+        # (TOKENRELAY_API_KEY for TOKENRELAY_API_KEYS) must not silently leave auth off.
+        known = {f"TOKENRELAY_{name.upper()}" for name in type(self).model_fields}
+        unknown = sorted(
+            name for name in os.environ if name.startswith("TOKENRELAY_") and name not in known
+        )
+        if unknown:
+            raise ValueError(f"unknown setting(s) in the environment: {', '.join(unknown)}")
+        return self
 
     @property
     def auth_enabled(self) -> bool:

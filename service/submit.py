@@ -19,7 +19,7 @@ import orjson
 from service.errors import Conflict
 from service.events import QUEUED
 from service.jobs import JobRequest, new_job_id, now_ms
-from service.keys import idempotency_key, job_keys, queue_key_for
+from service.keys import idempotency_key, job_keys, job_record_key, queue_key_for
 from service.redis_client import AnyRedis
 from service.scripts import Scripts, as_text
 from service.settings import Settings
@@ -96,14 +96,18 @@ async def submit_job(
             redis, settings, owner, idempotency_key_value, request, job_id
         )
         if claimed is not None:
+            if await redis.hget(job_record_key(claimed), "status") == QUEUED.encode():
+                await enqueue(redis, claimed)  # the first submit may have failed to enqueue
             return SubmittedJob(id=claimed, created=False)
     try:
         await create_job(redis, scripts, settings, request, job_id, traceparent=traceparent)
-        await enqueue(redis, job_id)
     except BaseException:
-        if idem_key is not None:
+        if idem_key is not None:  # nothing was created: the key is free again
             await redis.delete(idem_key)
         raise
+    # Once the job exists the key stays: a client retry after a failed enqueue finds the job
+    # and enqueues it again (the worker drops duplicate entries).
+    await enqueue(redis, job_id)
     return SubmittedJob(id=job_id, created=True)
 
 

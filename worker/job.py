@@ -147,8 +147,8 @@ async def _attempts(ctx: JobContext, job: RunningJob, record: JobRecord) -> Outc
             # A Redis outage or lost writes restart the attempt (this writer cannot write
             # any more); the fence keeps that safe whatever the failed write did.
             failure = exc if isinstance(exc, UpstreamError) else _restart(exc)
-            if time.monotonic() > deadline:
-                raise
+            if not isinstance(exc, UpstreamError) and time.monotonic() > deadline:
+                raise  # Redis keeps failing: the entry stays pending and is re-delivered
             if isinstance(exc, UpstreamError) and not _should_retry(
                 ctx.settings, exc, job.attempt, deadline
             ):

@@ -17,8 +17,14 @@ from redis.exceptions import RedisError, ResponseError
 
 from service.errors import BadRequest
 from service.events import RUNNING
-from service.jobs import parse_job_request
-from service.keys import QUEUE_GROUP, dead_letter_key, job_record_key, queue_keys
+from service.jobs import is_job_id, parse_job_request
+from service.keys import (
+    QUEUE_GROUP,
+    QUEUE_PARTITIONS,
+    dead_letter_key,
+    job_record_key,
+    queue_keys,
+)
 from service.redis_client import AnyRedis
 from service.scripts import as_text
 from service.submit import create_job
@@ -45,6 +51,7 @@ class Worker:
         self.running: dict[str, RunningJob] = {}
         self._stopping = asyncio.Event()
         self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
+        self._waiting: dict[str, str] = {}  # entry id -> queue, read but not yet running
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -127,9 +134,19 @@ class Worker:
                     await self._take(queue, as_text(entry_id), fields)
 
     async def _lease_loop(self) -> None:
-        """Renew every running job's lease; a job whose entry was reclaimed elsewhere stops."""
+        """Renew every running job's lease (and of entries waiting for a slot); a job whose
+        entry was reclaimed elsewhere stops."""
         while True:
             await asyncio.sleep(self.settings.lease_seconds / 3)
+            await asyncio.gather(
+                *(
+                    self.ctx.scripts.renew_lease(
+                        keys=[queue], args=[QUEUE_GROUP, self.ctx.worker_id, entry_id],
+                        client=self.redis,
+                    )
+                    for entry_id, queue in list(self._waiting.items())
+                )
+            )  # fmt: skip
             jobs = list(self.running.values())
             if not jobs:
                 continue
@@ -168,9 +185,12 @@ class Worker:
                     job.stop("fenced")
 
     async def _wait_for_slot(self) -> int:
+        """Wait for a free slot; how many entries one read may take. Each partition reader
+        takes its share, so a worker holds about as many entries as it can run."""
         await self._slots.acquire()
         self._slots.release()
-        return max(1, self.settings.worker_concurrency - len(self.running))
+        free = self.settings.worker_concurrency - len(self.running) - len(self._waiting)
+        return max(1, -(-free // QUEUE_PARTITIONS))
 
     async def _take(self, queue: str, entry_id: str, fields: dict[Any, Any] | None) -> None:
         if not fields:  # a pending entry whose data was deleted: nothing left to run
@@ -187,7 +207,13 @@ class Worker:
             # else: we reclaimed our own entry after renewals failed (a Redis outage); the
             # job is still ours and still running.
             return
-        await self._slots.acquire()
+        # Until a slot frees up the entry's lease is renewed like a running job's, so no
+        # other worker reclaims it meanwhile.
+        self._waiting[entry_id] = queue
+        try:
+            await self._slots.acquire()
+        finally:
+            del self._waiting[entry_id]
         job = RunningJob(job_id=job_id, entry_id=entry_id, queue=queue)
         self.running[job_id] = job
         task = asyncio.create_task(self._run_one(job), name=f"job-{job_id}")
@@ -221,8 +247,12 @@ class Worker:
             if job_field is None:
                 await self._dead_letter(entry_id, fields, "entry has neither `job` nor `request`")
                 return None
-            return as_text(job_field)
         job_id = as_text(job_field) if job_field else "q" + entry_id.replace("-", "_")
+        if not is_job_id(job_id):
+            await self._dead_letter(entry_id, fields, "`job` is not a valid job id")
+            return None
+        if request_field is None:
+            return job_id
         try:
             request = parse_job_request(orjson.loads(request_field), self.settings)
         except (BadRequest, ValueError) as exc:

@@ -1,4 +1,4 @@
-"""Scenario 6, Redis Cluster: the many-generations workload (N jobs at 50 tokens/s, one viewer
+"""The cluster scenario: the many-generations workload (N jobs at 50 tokens/s, one viewer
 each) on a local cluster of 1 primary and of 3 primaries, one replica each, the two sizes taken
 in turn; tokens/s into Redis, commands per token, CPU per primary, latency, exactness and how
 the jobs' keys spread over the primaries, side by side with the ratio 3 primaries / 1.
@@ -50,7 +50,7 @@ def ratio_row(first: dict[str, Any], last: dict[str, Any], label: str) -> dict[s
 
 
 async def cluster(ctx: Context) -> list[dict[str, Any]]:
-    """Scenario 6: 1 primary vs 3 primaries; the two rows and their ratio."""
+    """1 primary vs 3 primaries: the two rows and their ratio."""
     jobs, tokens = cluster_size(ctx)
     runs: dict[str, Run] = {}
     for primaries in PRIMARIES:

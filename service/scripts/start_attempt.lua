@@ -29,6 +29,10 @@ if entry ~= '' then
   redis.call('HSET', record, 'entry', entry)
 end
 if expected ~= '' and tonumber(expected) ~= attempt then
+  if attempt == tonumber(expected) + 1 and redis.call('HGET', record, 'worker') == worker then
+    -- This very retry was applied already and its reply lost (a client-side resend).
+    return {'ok', attempt}
+  end
   return {'fenced'}
 end
 

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from service.keys import queue_keys
+from service.keys import job_record_key
 from tests.jobs_api import submit, upstream_requests
 
 BAD_SUBMITS: list[tuple[str, Any, dict[str, str], int, str]] = [
@@ -122,7 +122,7 @@ async def test_idempotency_key_returns_the_same_job(
     assert first.status == second.status == 202
     assert (await first.json())["id"] == (await second.json())["id"]
     assert second.headers["Idempotent-Replayed"] == "true"
-    assert sum([await redis.xlen(queue) for queue in queue_keys()]) == 1
+    assert await redis.exists(job_record_key((await first.json())["id"])) == 1
     conflict = await gateway.post("/v1/jobs", json={"prompt": "other"}, headers=headers)
     assert conflict.status == 409
     assert (await conflict.json())["error"]["code"] == "idempotency_conflict"

@@ -1,0 +1,32 @@
+"""Settings: read from TOKENRELAY_* variables, validated at start with a clear message."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.cli import load_settings
+
+
+def test_a_misspelt_setting_stops_the_process_with_its_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TOKENRELAY_API_KEY", "sk-1")  # the setting is TOKENRELAY_API_KEYS
+    with pytest.raises(SystemExit) as stopped:
+        load_settings({})
+    assert "unknown setting(s) in the environment: TOKENRELAY_API_KEY" in str(stopped.value)
+
+
+def test_a_bad_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENRELAY_PORT", "eighty")
+    with pytest.raises(SystemExit) as stopped:
+        load_settings({})
+    assert "TOKENRELAY_PORT:" in str(stopped.value)
+
+
+def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENRELAY_API_KEYS", "sk-a, sk-b")
+    monkeypatch.setenv("TOKENRELAY_MODELS", "m1,m2")
+    settings = load_settings({})
+    assert [key.get_secret_value() for key in settings.api_keys] == ["sk-a", "sk-b"]
+    assert settings.models == ["m1", "m2"]
+    assert settings.auth_enabled
