@@ -243,10 +243,9 @@ class Worker:
         """The job id an entry names, creating the job for a direct ``request`` entry."""
         job_field = fields.get(b"job")
         request_field = fields.get(b"request")
-        if request_field is None:
-            if job_field is None:
-                await self._dead_letter(entry_id, fields, "entry has neither `job` nor `request`")
-                return None
+        if request_field is None and job_field is None:
+            await self._dead_letter(entry_id, fields, "entry has neither `job` nor `request`")
+            return None
         job_id = as_text(job_field) if job_field else "q" + entry_id.replace("-", "_")
         if not is_job_id(job_id):
             await self._dead_letter(entry_id, fields, "`job` is not a valid job id")
