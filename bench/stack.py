@@ -352,6 +352,9 @@ class Stack:
         self.children.clear()
         if self.cluster is not None:
             await asyncio.to_thread(self.cluster.stop)
+            # Keep each node's log and nodes.conf, not its append-only files (tens of MB a run).
+            for node in self.cluster.nodes:
+                await asyncio.to_thread(shutil.rmtree, node.data_dir / "appendonlydir", True)
 
 
 def sum_infos(infos: list[dict[str, Any]]) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from service.access_control import client_address
 from service.access_log import REQUEST_TRACEPARENT
 from service.auth import require_api_key, require_viewer
 from service.errors import BadRequest, Conflict, NotFound
@@ -18,6 +17,7 @@ from service.keys import job_keys, job_output_key, job_record_key
 from service.scripts import as_text
 from service.state import STATE, GatewayState
 from service.submit import submit_job
+from service.submit_http import check_submit_rate, idempotency_key_header
 
 log = logging.getLogger(__name__)
 
@@ -54,26 +54,13 @@ async def _read_json(request: web.Request) -> object:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
 
 
-def _idempotency_key(request: web.Request) -> str | None:
-    value = request.headers.get("Idempotency-Key")
-    if value is None:
-        return None
-    if not 1 <= len(value) <= 255 or not value.isprintable():
-        raise BadRequest("Idempotency-Key must be 1 to 255 printable characters",
-                         code="invalid_idempotency_key")  # fmt: skip
-    return value
-
-
 @routes.post("/v1/jobs")
 async def submit(request: web.Request) -> web.Response:
     """Accept a generation job: 202 with its id, events URL and viewer token."""
     state = request.app[STATE]
     owner = require_api_key(request, state.settings)
-    limit = state.settings.submit_rate_per_minute
-    await state.limiter.check("submit", f"addr:{client_address(request, state.settings)}", limit)
-    if owner != "anonymous":
-        await state.limiter.check("submit", f"key:{owner}", limit)
-    idempotency = _idempotency_key(request)
+    await check_submit_rate(request, state, owner)
+    idempotency = idempotency_key_header(request)
     job_request = parse_job_request(await _read_json(request), state.settings)
     job = await submit_job(
         state.redis, state.scripts, state.settings, job_request,

@@ -8,7 +8,7 @@ import logging
 from aiohttp import web
 
 from service.app import create_app
-from service.redis_client import connect
+from service.redis_client import connect, warm_up
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,7 @@ async def serve_gateway(settings: Settings, stop: asyncio.Event) -> None:
     """
     redis = connect(settings.required_redis_url)
     try:
+        await warm_up(redis)
         app = await create_app(settings, redis)
         runner = web.AppRunner(
             app,

@@ -60,3 +60,12 @@ def connect(url: str, *, max_connections: int = 1024) -> AnyRedis:
         retry=_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
+
+
+async def warm_up(client: AnyRedis) -> None:
+    """Load a cluster's topology before serving: redis-py's cluster client can fail
+    (``AttributeError`` inside its connection setup) when its first commands arrive
+    concurrently on a client that has not initialised yet."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+        await client.ping(target_nodes=RedisCluster.ALL_NODES)

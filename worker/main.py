@@ -8,7 +8,7 @@ import aiohttp
 
 from service.log_context import log_fields
 from service.log_setup import redact_secrets
-from service.redis_client import connect
+from service.redis_client import connect, warm_up
 from service.redis_metrics import instrument_redis
 from service.scripts import Scripts
 from service.settings import Settings
@@ -33,6 +33,7 @@ async def serve_worker(
     worker_id = settings.worker_id or default_worker_id()
     metrics = WorkerMetrics(settings, worker_id)
     redis = connect(settings.required_redis_url)
+    await warm_up(redis)
     instrument_redis(redis, metrics.redis)
     metrics_server = await serve_metrics(
         metrics, redis, settings.worker_metrics_host, settings.worker_metrics_port

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from service.access_control import client_address
 from service.auth import require_api_key
-from service.errors import BadRequest, NotFound, Unavailable
+from service.errors import NotFound, Unavailable
 from service.jobs import JobRecord, JobRequest
 from service.keys import job_output_key, job_record_key
 from service.state import STATE, GatewayState
 from service.submit import submit_job
+from service.submit_http import check_submit_rate, idempotency_key_header
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,10 @@ def check_submitter(request: web.Request) -> str:
 async def start_job(request: web.Request, owner: str, job_request: JobRequest) -> StartedJob:
     """Submit ``job_request`` as ``POST /v1/jobs`` would (rate limits, ``Idempotency-Key``)."""
     state = request.app[STATE]
-    limit = state.settings.submit_rate_per_minute
-    await state.limiter.check("submit", f"addr:{client_address(request, state.settings)}", limit)
-    if owner != "anonymous":
-        await state.limiter.check("submit", f"key:{owner}", limit)
+    await check_submit_rate(request, state, owner)
     job = await submit_job(
         state.redis, state.scripts, state.settings, job_request,
-        idempotency_key_value=_idempotency_key(request), owner=owner,
+        idempotency_key_value=idempotency_key_header(request), owner=owner,
     )  # fmt: skip
     if job.created:
         state.metrics.jobs_submitted.inc()
@@ -118,13 +115,3 @@ class EventStream:
                 self._request.transport.abort()
             raise
         self._request.app[STATE].metrics.bytes_sent.inc(len(data))
-
-
-def _idempotency_key(request: web.Request) -> str | None:
-    value = request.headers.get("Idempotency-Key")
-    if value is None:
-        return None
-    if not 1 <= len(value) <= 255 or not value.isprintable():
-        raise BadRequest("Idempotency-Key must be 1 to 255 printable characters",
-                         code="invalid_idempotency_key")  # fmt: skip
-    return value
