@@ -3,11 +3,7 @@ each way and reconnects."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import aiohttp
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from service.app import create_app
@@ -16,14 +12,6 @@ from service.redis_client import connect
 from tests.conftest import make_settings
 from tests.jobs_api import wait_for
 from tests.ops.scrape import scrape
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    server = RedisServer(data_dir=tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_a_redis_restart_counts_errors_readiness_flips_and_reconnects(

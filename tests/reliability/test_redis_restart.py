@@ -3,9 +3,6 @@ resume, the job finishes, nothing accepted is lost."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -19,14 +16,6 @@ from tests.jobs_api import upstream_text, wait_for
 from tests.sse_client import ResumingViewer, read_stream
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    server = RedisServer(data_dir=tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_redis_restart_mid_job_loses_nothing(
