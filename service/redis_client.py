@@ -17,6 +17,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 AnyRedis: TypeAlias = Redis | RedisCluster
 
 CLUSTER_SCHEME = "redis+cluster://"
+# Longer than any blocking read issued (XREAD/XREADGROUP block at most 5 s): a reply that
+# never comes (a half-open connection, a node that died mid-command) becomes a retried error
+# instead of a hang.
+SOCKET_TIMEOUT_SECONDS = 15.0
 
 
 def _retry() -> Retry:
@@ -47,6 +51,7 @@ def connect(url: str, *, max_connections: int = 1024) -> AnyRedis:
             startup_nodes=cluster_nodes(url),
             max_connections=max_connections,
             socket_connect_timeout=5.0,
+            socket_timeout=SOCKET_TIMEOUT_SECONDS,
             socket_keepalive=True,
             retry=_retry(),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
@@ -55,6 +60,7 @@ def connect(url: str, *, max_connections: int = 1024) -> AnyRedis:
         url,
         max_connections=max_connections,
         socket_connect_timeout=5.0,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_keepalive=True,
         health_check_interval=30,
         retry=_retry(),

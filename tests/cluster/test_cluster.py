@@ -77,6 +77,7 @@ async def test_two_gateways_and_two_workers_share_jobs_with_identical_ids(
             process.kill()
 
 
+@pytest.mark.timeout(200)
 async def test_primary_killed_mid_stream_every_viewer_ends_exact_or_explicitly_failed(
     gateway: TestClient[Any, Any], redis: AnyRedis, redis_cluster: RedisClusterServers,
     settings: Settings, http: aiohttp.ClientSession, upstream_url: str,
@@ -99,7 +100,7 @@ async def test_primary_killed_mid_stream_every_viewer_ends_exact_or_explicitly_f
                 if await viewer.read() != 200:
                     await asyncio.sleep(0.2)
 
-        await asyncio.wait_for(asyncio.gather(*(finish(v) for v in viewers)), timeout=90)
+        await asyncio.wait_for(asyncio.gather(*(finish(v) for v in viewers)), timeout=120)
         exact = failed = 0
         for job, viewer in zip(jobs, viewers, strict=True):
             record = await wait_until_ended(gateway, job["id"], within=30)
