@@ -17,8 +17,15 @@ JOB_ID_BYTES = 16  # 128 bits: job ids are unguessable
 
 
 def new_job_id() -> str:
-    """A fresh URL-safe job id (22 characters, no hash-tag braces)."""
-    return secrets.token_urlsafe(JOB_ID_BYTES)
+    """A fresh URL-safe job id (22 characters, no hash-tag braces).
+
+    Never starting with ``-`` or ``_``: an id like ``-x…`` would read as an option to
+    ``tokenrelay watch`` and other command lines. (Dropping those ids costs under one bit of
+    the 132 random bits.)"""
+    while True:
+        job_id = secrets.token_urlsafe(JOB_ID_BYTES)
+        if job_id[0].isalnum():
+            return job_id
 
 
 def is_job_id(text: str) -> bool:

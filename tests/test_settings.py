@@ -30,3 +30,11 @@ def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [key.get_secret_value() for key in settings.api_keys] == ["sk-a", "sk-b"]
     assert settings.models == ["m1", "m2"]
     assert settings.auth_enabled
+
+
+def test_job_ids_never_start_like_a_command_line_option() -> None:
+    from service.jobs import is_job_id, new_job_id
+
+    ids = [new_job_id() for _ in range(2000)]
+    assert all(job_id[0].isalnum() and is_job_id(job_id) for job_id in ids)
+    assert len(set(ids)) == len(ids)
