@@ -10,10 +10,11 @@ from aiohttp import web
 
 from service.access_log import REQUEST_TRACEPARENT
 from service.auth import require_api_key, require_viewer
-from service.errors import BadRequest, Conflict, NotFound
+from service.cancel import cancel_job as cancel
+from service.errors import BadRequest, NotFound
 from service.events import QUEUED
-from service.jobs import JobRecord, is_job_id, now_ms, parse_job_request
-from service.keys import job_keys, job_output_key, job_record_key
+from service.jobs import JobRecord, is_job_id, parse_job_request
+from service.keys import job_output_key, job_record_key
 from service.scripts import as_text
 from service.state import STATE, GatewayState
 from service.submit import submit_job
@@ -109,18 +110,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     state = request.app[STATE]
     require_api_key(request, state.settings)
     job_id = job_id_from(request)
-    reply = await state.scripts.cancel_job(
-        keys=job_keys(job_id), args=[now_ms(), state.settings.retention_seconds],
-        client=state.redis,
-    )  # fmt: skip
-    outcome = as_text(reply[0])
-    if outcome == "missing":
-        raise NotFound(f"no job {job_id!r}", code="job_not_found")
-    if outcome == "terminal":
-        status = as_text(reply[1])
-        if status != "cancelled":
-            raise Conflict(f"the job already ended ({status})", code="job_finished")
-    else:
+    if await cancel(state.redis, state.scripts, state.settings, job_id):
         state.metrics.jobs_cancelled.inc()
         attempt, worker = await state.redis.hmget(job_record_key(job_id), "attempt", "worker")
         log.info("job cancelled", extra={

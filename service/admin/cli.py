@@ -15,12 +15,11 @@ from redis.exceptions import RedisError
 from service.admin.inspect import dead_letters, list_jobs, show_job
 from service.admin.requeue import find_dead_letter, requeue
 from service.admin.tables import as_json, key_values, table
-from service.errors import Conflict, NotFound, Unavailable
-from service.jobs import now_ms
-from service.keys import job_keys
+from service.cancel import cancel_job
+from service.errors import Unavailable
 from service.queue_status import read_queue_status
 from service.redis_client import AnyRedis, connect
-from service.scripts import Scripts, as_text
+from service.scripts import Scripts
 from service.settings import Settings
 
 Action = Callable[[AnyRedis, Settings, argparse.Namespace], Awaitable[Any]]
@@ -124,17 +123,7 @@ async def _show(redis: AnyRedis, settings: Settings, args: argparse.Namespace) -
 
 
 async def _cancel(redis: AnyRedis, settings: Settings, args: argparse.Namespace) -> Any:
-    scripts = Scripts.register(redis)
-    reply = await scripts.cancel_job(
-        keys=job_keys(args.job_id), args=[now_ms(), settings.retention_seconds], client=redis
-    )
-    outcome = as_text(reply[0])
-    if outcome == "missing":
-        raise NotFound(f"no job {args.job_id!r}", code="job_not_found")
-    if outcome == "terminal":
-        status = as_text(reply[1])
-        if status != "cancelled":
-            raise Conflict(f"job {args.job_id} already ended ({status})", code="job_finished")
+    await cancel_job(redis, Scripts.register(redis), settings, args.job_id)
     return {"id": args.job_id, "status": "cancelled"}
 
 

@@ -13,11 +13,10 @@ from redis.exceptions import RedisError
 
 from service.access_control import client_address
 from service.auth import require_viewer
+from service.cancel import cancel_job
 from service.errors import Conflict, NotFound, Unavailable
 from service.events import TERMINAL_STATES
 from service.frames import PING
-from service.jobs import now_ms
-from service.keys import job_keys
 from service.openai_compat.bridge import (
     EventStream,
     check_streaming_allowed,
@@ -35,7 +34,6 @@ from service.openai_compat.response_object import (
     response_from_record,
 )
 from service.openai_compat.responses_events import Event, ResponsesTranslator
-from service.scripts import as_text
 from service.state import STATE
 
 log = logging.getLogger(__name__)
@@ -84,17 +82,13 @@ async def cancel_response(request: web.Request) -> web.Response:
     state = request.app[STATE]
     check_submitter(request)
     job_id = job_id_of(request.match_info["response_id"])
-    reply = await state.scripts.cancel_job(
-        keys=job_keys(job_id), args=[now_ms(), state.settings.retention_seconds],
-        client=state.redis,
-    )  # fmt: skip
-    outcome = as_text(reply[0])
-    if outcome == "missing":
-        raise NotFound(f"No response found with id 'resp_{job_id}'.", code="not_found")
-    if outcome == "terminal" and as_text(reply[1]) != "cancelled":
-        raise Conflict(f"the response already ended ({as_text(reply[1])})",
-                       code="response_finished")  # fmt: skip
-    if outcome == "cancelled":
+    try:
+        cancelled = await cancel_job(state.redis, state.scripts, state.settings, job_id)
+    except NotFound:
+        raise NotFound(f"No response found with id 'resp_{job_id}'.", code="not_found") from None
+    except Conflict as exc:
+        raise Conflict(exc.message.replace("job", "response"), code="response_finished") from None
+    if cancelled:
         state.metrics.jobs_cancelled.inc()
         log.info("job cancelled", extra={"job_id": job_id, "api": "responses"})
     record, output = await load_job(state, job_id)
