@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 WEB_STAMP := web/node_modules/.installed
 
-.PHONY: up test check lint typecheck pytest install web browser promtool clean
+.PHONY: up test check lint typecheck pytest install web browser promtool clean lock
 
 up: $(PY_STAMP) $(WEB_STAMP)
 	$(BIN)/tokenrelay up
@@ -18,10 +18,12 @@ check: lint typecheck pytest
 
 install: $(PY_STAMP) $(WEB_STAMP)
 
-$(PY_STAMP): pyproject.toml
+# constraints.txt pins every Python dependency to the versions the suite last passed with,
+# so a fresh clone installs what CI tested; `make lock` refreshes it from the current venv.
+$(PY_STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 $(WEB_STAMP): web/package.json web/package-lock.json
@@ -57,6 +59,10 @@ promtool:
 
 pytest: $(PY_STAMP) $(WEB_STAMP) browser promtool
 	$(BIN)/pytest
+
+lock: $(PY_STAMP)
+	$(BIN)/python -m pip install --quiet --upgrade -e '.[dev]'
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^tokenrelay' > constraints.txt
 
 clean:
 	rm -rf $(VENV) web/node_modules .mypy_cache .ruff_cache .pytest_cache test-output

@@ -6,7 +6,6 @@ import logging
 
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
-from redis.exceptions import RedisError
 
 from service.access_control import client_address
 from service.api_jobs import job_id_from
@@ -16,6 +15,7 @@ from service.events import ZERO_ID, StreamId, parse_stream_id
 from service.frames import retry_frame
 from service.keys import job_record_key
 from service.metrics import ViewerMeter
+from service.redis_client import is_redis_failure
 from service.scripts import as_text
 from service.state import STATE
 from service.viewer_presence import VIEWER_COUNTS
@@ -112,7 +112,9 @@ async def _serve_stream(
         reason = outcome.reason
     except ConnectionResetError:
         reason = "send_timeout" if stalled else "client_gone"
-    except RedisError as exc:
+    except Exception as exc:
+        if not is_redis_failure(exc):
+            raise
         # The response has started: no error body can follow. End the stream; the client
         # reconnects and resumes once Redis answers again.
         reason = "redis_error"

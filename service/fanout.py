@@ -25,12 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from service.events import ZERO_ID, StreamId, format_stream_id
 from service.frames import Entry, encode, entries_from_reply
 from service.keys import job_events_key, lane_of, lane_wake_key
-from service.redis_client import AnyRedis
+from service.redis_client import AnyRedis, is_redis_failure
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +171,13 @@ class JobFeed:
             try:
                 last = await self._load()
                 break
-            except RedisError as exc:
-                log.warning("feed cannot reach redis", extra={"job_id": self.job_id,
-                            "error": repr(exc)})  # fmt: skip
+            except Exception as exc:
+                # Viewers wait for this load: it retries whatever failed, like a lane reader.
+                if is_redis_failure(exc):
+                    log.warning("feed cannot reach redis", extra={"job_id": self.job_id,
+                                "error": repr(exc)})  # fmt: skip
+                else:
+                    log.exception("feed load crashed; retrying", extra={"job_id": self.job_id})
                 await asyncio.sleep(0.5)
         if last is not None:
             self.cursor = last.id
@@ -247,6 +249,9 @@ class LaneReader:
         self._wake_cursor = "0-0"
         self._task: asyncio.Task[None] | None = None
         self._woken = False
+        # Checked by the loop too: on Python 3.11 a cancellation can be lost inside
+        # redis-py's socket timeout (asyncio.wait_for, gh-86296).
+        self._stopped = False
 
     @property
     def empty(self) -> bool:
@@ -268,6 +273,7 @@ class LaneReader:
 
     async def stop(self) -> None:
         """Stop the reader."""
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -285,11 +291,13 @@ class LaneReader:
                 pipe.xadd(self._wake_key, {"w": "1"}, maxlen=1)
                 pipe.expire(self._wake_key, WAKE_TTL_SECONDS)
                 await pipe.execute()
-        except RedisError as exc:
-            log.warning("lane wake failed", extra={"lane": self.lane, "error": str(exc)})
+        except Exception as exc:
+            if not is_redis_failure(exc):
+                raise
+            log.warning("lane wake failed", extra={"lane": self.lane, "error": repr(exc)})
 
     async def _run(self) -> None:
-        while self._feeds:
+        while self._feeds and not self._stopped:
             streams: dict[Any, Any] = {
                 key: format_stream_id(feed.cursor) for key, feed in self._feeds.items()
             }
@@ -297,11 +305,16 @@ class LaneReader:
             self._woken = False
             try:
                 reply: Any = await self._redis.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS)
-            except RedisError as exc:
+            except Exception as exc:
+                # The reader must outlive any failure: if it died, every viewer of the
+                # lane would wait forever.
                 for feed in self._feeds.values():
                     feed.redis_failed()
-                log.warning("lane read failed; retrying", extra={"lane": self.lane,
-                            "error": repr(exc)})  # fmt: skip
+                if is_redis_failure(exc):
+                    log.warning("lane read failed; retrying", extra={"lane": self.lane,
+                                "error": repr(exc)})  # fmt: skip
+                else:
+                    log.exception("lane read crashed; retrying", extra={"lane": self.lane})
                 await asyncio.sleep(0.5)
                 continue
             self._dispatch(reply or ())

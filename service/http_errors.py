@@ -6,9 +6,10 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from redis.exceptions import OutOfMemoryError, RedisError
+from redis.exceptions import OutOfMemoryError
 
 from service.errors import RateLimited, TokenRelayError
+from service.redis_client import is_redis_failure
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         )
         response.headers["Retry-After"] = "5"
         return response
-    except RedisError as exc:
+    except Exception as exc:
+        if not is_redis_failure(exc):
+            raise
         log.warning(
             "redis unavailable",
             extra={"path": request.path, "error": f"{type(exc).__name__}: {exc}"},

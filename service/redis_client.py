@@ -4,14 +4,18 @@ of the code is the same for both (every multi-key command stays in one hash slot
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TypeAlias
 from urllib.parse import urlsplit
 
+import redis
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 AnyRedis: TypeAlias = Redis | RedisCluster
@@ -21,6 +25,27 @@ CLUSTER_SCHEME = "redis+cluster://"
 # never comes (a half-open connection, a node that died mid-command) becomes a retried error
 # instead of a hang.
 SOCKET_TIMEOUT_SECONDS = 15.0
+
+
+_REDIS_PACKAGE = str(Path(redis.__file__).parent) + os.sep
+
+
+def is_redis_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` means Redis could not serve a command: a ``RedisError``, or the
+    ``AttributeError``/``TypeError`` redis-py lets escape from inside its own code when a
+    connection is closed under a command (redis/redis-py#4287, #3835; seen here when a
+    cluster primary dies). Those bypass redis-py's retries, so callers retry them like a
+    ``ConnectionError``; the same errors raised from our own code are bugs and stay errors."""
+    if isinstance(exc, RedisError):
+        return True
+    if not isinstance(exc, (AttributeError, TypeError)):
+        return False
+    frames = exc.__traceback__
+    while frames is not None:
+        if frames.tb_frame.f_code.co_filename.startswith(_REDIS_PACKAGE):
+            return True
+        frames = frames.tb_next
+    return False
 
 
 def _retry() -> Retry:

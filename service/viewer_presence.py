@@ -79,6 +79,7 @@ class ViewerReporter:
         self._key = gateway_viewers_key(gateway_id)
         self._reported: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False  # checked too: a cancel can be lost in a Redis call on 3.11
 
     def start(self) -> None:
         """Begin reporting in the background."""
@@ -87,6 +88,7 @@ class ViewerReporter:
     async def stop(self) -> None:
         """Stop reporting and withdraw this gateway's report."""
         if self._task is not None:
+            self._stopped = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -97,7 +99,7 @@ class ViewerReporter:
             log.warning("cannot withdraw the viewer report", extra={"error": str(exc)})
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopped:
             self._counts.changed.clear()
             try:
                 await self.report()

@@ -11,14 +11,13 @@ from enum import Enum
 from typing import Any
 
 from redis.backoff import EqualJitterBackoff
-from redis.exceptions import RedisError
 
 from service.errors import Fenced, JobCancelled, UpstreamError, WritesLost
 from service.events import DONE, FAILED
 from service.jobs import JobRecord, now_ms
 from service.keys import dead_letter_key, job_keys, job_record_key
 from service.log_context import log_fields, update_fields
-from service.redis_client import AnyRedis
+from service.redis_client import AnyRedis, is_redis_failure
 from service.scripts import Scripts, as_text
 from service.settings import Settings
 from service.tracing import TRACEPARENT, Tracing, trace_id_of
@@ -143,7 +142,9 @@ async def _attempts(ctx: JobContext, job: RunningJob, record: JobRecord) -> Outc
                 result = await _stream_attempt(ctx, job, chat, writer)
             finally:
                 await writer.close()
-        except (UpstreamError, WritesLost, RedisError) as exc:
+        except Exception as exc:
+            if not (isinstance(exc, (UpstreamError, WritesLost)) or is_redis_failure(exc)):
+                raise
             # A Redis outage or lost writes restart the attempt (this writer cannot write
             # any more); the fence keeps that safe whatever the failed write did.
             failure = exc if isinstance(exc, UpstreamError) else _restart(exc)
@@ -163,7 +164,7 @@ async def _attempts(ctx: JobContext, job: RunningJob, record: JobRecord) -> Outc
                        "delay": round(delay, 3)},
             )  # fmt: skip
             await asyncio.sleep(delay)
-            reply = await _start_attempt(ctx, job, expected=str(job.attempt), reason=failure.code)
+            reply = await _next_attempt(ctx, job, failure.code, deadline)
             if reply is not None:
                 return reply
             continue
@@ -177,6 +178,24 @@ async def _attempts(ctx: JobContext, job: RunningJob, record: JobRecord) -> Outc
         log.info("job done", extra={"job_id": job.job_id, "attempt": job.attempt,
                                     "status": DONE})  # fmt: skip
         return Outcome.ACK
+
+
+async def _next_attempt(
+    ctx: JobContext, job: RunningJob, reason: str, deadline: float
+) -> Outcome | None:
+    """Replace the current attempt, riding out a Redis outage until ``deadline`` (the script
+    is idempotent for a resend of the same retry, so retrying it is safe)."""
+    failures = 0
+    while True:
+        try:
+            return await _start_attempt(ctx, job, expected=str(job.attempt), reason=reason)
+        except Exception as exc:
+            if not is_redis_failure(exc) or time.monotonic() > deadline:
+                raise
+            failures += 1
+            log.warning("cannot start the next attempt; retrying", extra={
+                "job_id": job.job_id, "attempt": job.attempt, "error": repr(exc)})  # fmt: skip
+            await asyncio.sleep(_retry_delay(ctx.settings, _restart(exc), failures))
 
 
 async def _start_attempt(
@@ -256,7 +275,7 @@ async def _stream_attempt(
     return AttemptResult(finish_reason=finish_reason, usage=usage)
 
 
-def _restart(exc: WritesLost | RedisError) -> UpstreamError:
+def _restart(exc: Exception) -> UpstreamError:
     """Redis trouble is retried like a transient upstream failure, with the same backoff."""
     if isinstance(exc, WritesLost):
         return UpstreamError(exc.message, code=exc.code, retryable=True)

@@ -4,6 +4,7 @@ their leases alive, notices cancels, reclaims jobs of dead workers, and drains o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -13,7 +14,7 @@ from functools import partial
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from service.errors import BadRequest
 from service.events import RUNNING
@@ -25,7 +26,7 @@ from service.keys import (
     job_record_key,
     queue_keys,
 )
-from service.redis_client import AnyRedis
+from service.redis_client import AnyRedis, is_redis_failure
 from service.scripts import as_text
 from service.submit import create_job
 from worker.job import JobContext, Outcome, RunningJob, run_job
@@ -50,6 +51,10 @@ class Worker:
         self.redis: AnyRedis = ctx.redis
         self.running: dict[str, RunningJob] = {}
         self._stopping = asyncio.Event()
+        # Set once the loops are cancelled. Each loop also checks it: on Python 3.11 a
+        # cancellation can be lost inside redis-py's socket timeout (asyncio.wait_for,
+        # gh-86296), and a loop that missed it would keep the worker from exiting.
+        self._closing = False
         self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
         self._waiting: dict[str, str] = {}  # entry id -> queue, read but not yet running
         self._tasks: set[asyncio.Task[None]] = set()
@@ -80,6 +85,7 @@ class Worker:
             task.cancel()
         await self._drain()
         loops = intake + upkeep
+        self._closing = True
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
@@ -91,14 +97,24 @@ class Worker:
 
     async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Keep a loop alive across Redis outages, with a pause between restarts."""
-        while True:
+        while not self._closing:
             try:
                 await loop()
                 return
-            except RedisError as exc:
-                log.warning("redis error in worker loop; retrying", extra={"loop": name,
-                            "error": str(exc)})  # fmt: skip
+            except Exception as exc:
+                # A loop that died would silently stop a partition's intake, reclaims or
+                # lease renewals for good: whatever went wrong, it is logged and restarted.
+                if is_redis_failure(exc):
+                    log.warning("redis error in worker loop; retrying", extra={"loop": name,
+                                "error": repr(exc)})  # fmt: skip
+                else:
+                    log.exception("worker loop crashed; restarting", extra={"loop": name})
                 await asyncio.sleep(1.0)
+                if isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP"):
+                    # Redis came back without the queue (restarted empty, or the key was
+                    # deleted): recreate it, or no job submitted from now on would be read.
+                    with contextlib.suppress(Exception):
+                        await ensure_group(self.redis)
 
     async def _consume_loop(self, queue: str) -> None:
         # First the entries already delivered to this consumer (a reply lost to a connection
@@ -136,7 +152,7 @@ class Worker:
     async def _lease_loop(self) -> None:
         """Renew every running job's lease (and of entries waiting for a slot); a job whose
         entry was reclaimed elsewhere stops."""
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.settings.lease_seconds / 3)
             await asyncio.gather(
                 *(
@@ -169,7 +185,7 @@ class Worker:
 
     async def _cancel_loop(self) -> None:
         """Stop jobs that were cancelled (or taken over) within ``cancel_poll_seconds``."""
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.settings.cancel_poll_seconds)
             jobs = [job for job in self.running.values() if job.attempt]
             if not jobs:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError
 
 from service.errors import Fenced, JobCancelled, WritesLost
 from service.events import TERMINAL, TOKEN
@@ -53,6 +52,7 @@ class AttemptWriter:
         self._lock = asyncio.Lock()
         self._window = settings.token_flush_ms / 1000
         self._flusher: asyncio.Task[None] | None = None
+        self._closed = False  # the flush loop's own stop signal, should its cancel be lost
         self.failure: BaseException | None = None
         self.chars = 0
         self.pieces = 0
@@ -84,6 +84,8 @@ class AttemptWriter:
     async def close(self) -> None:
         """Stop the flush loop (pending tokens stay queued for :meth:`flush`)."""
         if self._flusher is not None:
+            self._closed = True
+            self._wake.set()
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
@@ -92,16 +94,19 @@ class AttemptWriter:
             raise self.failure
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._closed:
             await self._wake.wait()
+            if self._closed:
+                return
             if self._window:
                 await asyncio.sleep(self._window)
             self._wake.clear()
             try:
                 async with self._lock:
                     await self._write_pending()
-            except (Fenced, JobCancelled, WritesLost, RedisError) as exc:
-                # The attempt's reading loop raises it at its next token.
+            except Exception as exc:
+                # The attempt's reading loop raises it at its next token (a fence, a lost
+                # write, a Redis failure, or a bug: the attempt decides which it retries).
                 self.failure = exc
                 return
 

@@ -222,7 +222,7 @@ async def test_screenshots_mid_generation_wide_and_400px(
 ) -> None:
     wide = await open_page(await contexts(), stack.url + "/")
     job_id, token = await generate(
-        wide, unique_prompt("an http router in python", "tokens=600 rate=120 unicode=1")
+        wide, unique_prompt("an http router in python", "tokens=1500 rate=150 unicode=1")
     )
     narrow_context = await contexts(viewport={"width": 400, "height": 800})
     narrow = await open_page(narrow_context, f"{stack.url}/#job={job_id}&token={token}")

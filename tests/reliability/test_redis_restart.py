@@ -3,6 +3,8 @@ resume, the job finishes, nothing accepted is lost."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -10,9 +12,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from service.app import create_app
 from service.embedded_redis import RedisServer
 from service.events import DONE, TOKEN
-from service.redis_client import connect
+from service.redis_client import AnyRedis, connect
 from tests.conftest import RunningWorker, make_settings
-from tests.jobs_api import upstream_text, wait_for
+from tests.jobs_api import submit, upstream_text, wait_for, wait_until_ended
 from tests.sse_client import ResumingViewer, read_stream
 
 pytestmark = pytest.mark.slow
@@ -58,3 +60,15 @@ async def test_redis_restart_mid_job_loses_nothing(
                 await worker.shutdown()
     finally:
         await redis.aclose()
+
+
+async def test_worker_recreates_a_queue_redis_lost(
+    gateway: TestClient[Any, Any], redis: AnyRedis, worker: RunningWorker
+) -> None:
+    first = await submit(gateway, "before")
+    assert (await wait_until_ended(gateway, first["id"]))["status"] == "done"
+    # Redis came back empty (no persistence, or the keys were deleted): the consumer group
+    # is gone with the queue, and a worker that kept reading it would get NOGROUP forever.
+    await redis.flushall()
+    after = await submit(gateway, "after")
+    assert (await wait_until_ended(gateway, after["id"], within=15))["status"] == "done"
