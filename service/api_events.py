@@ -10,6 +10,7 @@ from aiohttp_sse import EventSourceResponse
 from service.access_control import client_address
 from service.api_jobs import job_id_from
 from service.auth import require_viewer
+from service.direct_write import direct_sink
 from service.errors import BadRequest, NotFound, Unavailable
 from service.events import ZERO_ID, StreamId, parse_stream_id
 from service.frames import retry_frame
@@ -108,6 +109,8 @@ async def _serve_stream(
             position,
             write,
             abort=abort,
+            sink=direct_sink(response),  # once the headers are out, with the first write
+            on_direct_write=meter.wrote_direct,
         )
         reason = outcome.reason
     except ConnectionResetError:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.direct_write import DirectSink, http_chunk
 from service.events import ZERO_ID, StreamId, format_stream_id
 from service.frames import Entry, encode, entries_from_reply
 from service.keys import job_events_key, lane_of, lane_wake_key
@@ -46,6 +47,7 @@ class Batch:
     entries: list[Entry]
     frames: bytes
     terminal: bool
+    chunk: bytes = b""  # ``frames`` as one HTTP chunk, for direct writes (live batches only)
 
     def after(self, position: StreamId) -> bytes:
         """The frames of the entries after ``position``: the shared bytes in the common case."""
@@ -71,7 +73,12 @@ def batches_of(entries: list[Entry], prev: StreamId) -> list[Batch]:
 
 @dataclass(eq=False, slots=True)
 class Viewer:
-    """One connected viewer's bounded queue of batches."""
+    """One connected viewer: its position, and its bounded queue of batches.
+
+    While the viewer's task is idle (everything up to ``position`` sent, nothing queued) and
+    its socket keeps up, the feed writes a new batch for it directly (``sink``) instead of
+    queueing it and waking the task: see ``service/direct_write.py``.
+    """
 
     feed: JobFeed
     limit: int
@@ -79,14 +86,39 @@ class Viewer:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     overflowed: bool = False
     closed_reason: str | None = None
+    # The last entry the client has been sent; moved by whoever writes (task or feed).
+    position: StreamId = ZERO_ID
+    idle: bool = False  # its task waits for a wake with nothing left to write
+    finished: bool = False  # the terminal batch went out through a direct write
+    sink: DirectSink | None = None
+    on_direct_write: Callable[[bytes], None] | None = None
+    direct_bytes: int = 0
     # Kept by the viewer's writer and read by the hub's sweeper.
     last_write: float = field(default_factory=time.monotonic)
     write_started: float | None = None
     needs_ping: bool = False
     abort: Callable[[], None] | None = None
 
-    def offer(self, batch: Batch) -> None:
-        """Queue a batch; a viewer that falls ``limit`` batches behind is cut off."""
+    def offer(self, batch: Batch, now: float) -> None:
+        """Write a batch now if the viewer is caught up, else queue it; a viewer that falls
+        ``limit`` batches behind is cut off."""
+        if (
+            self.idle
+            and batch.prev == self.position
+            and not self.batches
+            and self.closed_reason is None
+            and self.sink is not None
+            and self.sink.write(batch.chunk)
+        ):
+            self.position = batch.last
+            self.last_write = now
+            self.direct_bytes += len(batch.frames)
+            if self.on_direct_write is not None:
+                self.on_direct_write(batch.frames)
+            if batch.terminal:
+                self.finished = True
+                self.wake.set()
+            return
         if self.overflowed:
             return
         if len(self.batches) >= self.limit:
@@ -204,18 +236,21 @@ class JobFeed:
             entries = [entry for entry in entries if entry.id > self.cursor]
             if not entries:
                 return
+        frames = encode(entries)
         batch = Batch(
             prev=self.cursor,
             last=entries[-1].id,
             entries=entries,
-            frames=encode(entries),
+            frames=frames,
             terminal=entries[-1].terminal,
+            chunk=http_chunk(frames),
         )
         self._remember(batch)
         self.cursor = batch.last
         self.ended = batch.terminal
+        now = time.monotonic()
         for viewer in self.viewers:
-            viewer.offer(batch)
+            viewer.offer(batch, now)
 
     def redis_failed(self) -> None:
         """Redis may come back with less than it had: from now on replays ask Redis."""

@@ -75,6 +75,12 @@ class GatewayMetrics:
             "tokenrelay_event_bytes_sent_total", "Bytes of SSE frames written to viewers",
             registry=registry,
         )  # fmt: skip
+        self.direct_bytes_sent = Counter(
+            "tokenrelay_event_bytes_sent_direct_total",
+            "Of those, bytes the feed wrote straight to caught-up viewers' sockets (the rest "
+            "went through each viewer's task: replays, resumes, slow sockets)",
+            registry=registry,
+        )  # fmt: skip
         self.events_sent = Counter(
             "tokenrelay_events_sent_total",
             "SSE events written to viewers (one per viewer; merged tokens count once)",
@@ -155,14 +161,15 @@ class ViewerMeter:
     FLUSH_SECONDS = 1.0
     LAG_SAMPLE_SECONDS = 0.1
 
-    __slots__ = ("_bytes", "_connected_ms", "_events", "_flushed", "_lag_sampled", "_live",
-                 "_metrics", "replayed")  # fmt: skip
+    __slots__ = ("_bytes", "_connected_ms", "_direct", "_events", "_flushed", "_lag_sampled",
+                 "_live", "_metrics", "replayed")  # fmt: skip
 
     def __init__(self, metrics: GatewayMetrics) -> None:
         self._metrics = metrics
         self._connected_ms = int(time.time() * 1000)
         self._live = False
         self._bytes = 0
+        self._direct = 0
         self._events = 0
         self._flushed = self._lag_sampled = time.monotonic()
         self.replayed = 0
@@ -187,6 +194,11 @@ class ViewerMeter:
         if now - self._flushed >= self.FLUSH_SECONDS:
             self._flush(now)
 
+    def wrote_direct(self, data: bytes) -> None:
+        """Count one write the feed made for this viewer (``Viewer.offer``)."""
+        self._direct += len(data)
+        self.wrote(data)
+
     def finished(self) -> None:
         """The stream ended: hand over the counts, and record what it replayed."""
         self._flush(time.monotonic())
@@ -196,7 +208,8 @@ class ViewerMeter:
     def _flush(self, now: float) -> None:
         self._metrics.bytes_sent.inc(self._bytes)
         self._metrics.events_sent.inc(self._events)
-        self._bytes = self._events = 0
+        self._metrics.direct_bytes_sent.inc(self._direct)
+        self._bytes = self._events = self._direct = 0
         self._flushed = now
 
     def _first_live_frame(self, data: bytes) -> int:

@@ -4,7 +4,8 @@ The hand-over is exact because the viewer joins the feed *before* replaying: the
 reports its cursor ``C`` at that instant and delivers every batch after ``C`` to the viewer.
 The viewer replays ``(position, C]`` from Redis, then takes the feed's batches, skipping
 what it already has and splitting a batch that straddles its position. Its position only
-moves forward, so nothing is sent twice and nothing is skipped.
+moves forward, so nothing is sent twice and nothing is skipped. Once caught up, the feed
+writes batches that start exactly at the position straight to the socket (``Viewer.offer``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from service.direct_write import DirectSink
 from service.events import RESET, ZERO_ID, StreamId, format_stream_id
 from service.fanout import FeedHub, JobFeed, Viewer
 from service.frames import PING, encode, entries_from_reply, frame
@@ -51,11 +53,14 @@ async def stream_to_viewer(
     write: Write,
     *,
     abort: Callable[[], None],
+    sink: DirectSink | None = None,
+    on_direct_write: Callable[[bytes], None] | None = None,
 ) -> StreamOutcome:
     """Send the viewer every event after ``position`` until the job's terminal event.
 
     ``abort`` drops the connection: the hub's sweeper calls it for a viewer whose write has
-    been stuck too long.
+    been stuck too long. With a ``sink``, live batches may be written by the feed directly
+    (``on_direct_write`` is told of each); everything else goes through ``write``.
     """
     sent = 0
     viewer: Viewer | None = None
@@ -78,6 +83,8 @@ async def stream_to_viewer(
         position = ZERO_ID
     viewer, cursor, cursor_is_terminal = await hub.subscribe(job_id)
     viewer.abort = abort
+    viewer.sink = sink
+    viewer.on_direct_write = on_direct_write
     try:
         if position < cursor:
             finished = await _replay(redis, viewer.feed, position, cursor, send)
@@ -86,7 +93,8 @@ async def stream_to_viewer(
                 return StreamOutcome("terminal", sent)
         elif cursor_is_terminal:
             return StreamOutcome("terminal", sent)
-        return await _follow(viewer, position, send, lambda: sent)
+        viewer.position = position
+        return await _follow(viewer, send, lambda: sent + viewer.direct_bytes)
     finally:
         hub.unsubscribe(viewer)
 
@@ -119,17 +127,22 @@ async def _replay(
     return False
 
 
-async def _follow(
-    viewer: Viewer, position: StreamId, send: Write, sent: Callable[[], int]
-) -> StreamOutcome:
-    """Write the feed's batches after ``position``; ping when the hub's sweeper asks (only
-    after a quiet spell). No timer per wait or per write: one sweeper serves all viewers."""
+async def _follow(viewer: Viewer, send: Write, sent: Callable[[], int]) -> StreamOutcome:
+    """Write the feed's batches after the viewer's position; ping when the hub's sweeper asks
+    (only after a quiet spell). No timer per wait or per write: one sweeper serves all
+    viewers. While this waits, the feed may write batches for it (``Viewer.offer``)."""
     while True:
-        if not (viewer.batches or viewer.overflowed or viewer.needs_ping) and (
+        if not (viewer.batches or viewer.overflowed or viewer.needs_ping or viewer.finished) and (
             viewer.closed_reason is None
         ):
             viewer.wake.clear()
-            await viewer.wake.wait()
+            viewer.idle = True
+            try:
+                await viewer.wake.wait()
+            finally:
+                viewer.idle = False
+        if viewer.finished:
+            return StreamOutcome("terminal", sent())
         if viewer.overflowed:
             return StreamOutcome("slow_viewer", sent())
         if viewer.needs_ping and not viewer.batches:
@@ -140,10 +153,10 @@ async def _follow(
         terminal = False
         while viewer.batches:
             batch = viewer.batches.popleft()
-            data = batch.after(position)
+            data = batch.after(viewer.position)
             if data:
                 chunks.append(data)
-            position = max(position, batch.last)
+            viewer.position = max(viewer.position, batch.last)
             if batch.terminal:
                 terminal = True
                 break

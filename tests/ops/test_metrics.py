@@ -135,6 +135,9 @@ def _assert_gateway(gateway: Scrape, seen: Viewing) -> None:
     # Byte for byte and event for event what the viewers received.
     assert gateway.value("tokenrelay_event_bytes_sent_total") == seen.bytes
     assert gateway.value("tokenrelay_events_sent_total") == seen.events
+    # Live batches reached caught-up viewers straight from the feed; replays went through
+    # the viewers' own tasks.
+    assert 0 < gateway.value("tokenrelay_event_bytes_sent_direct_total") < seen.bytes
     assert gateway.value("tokenrelay_viewers") == 0
     requests = "tokenrelay_http_requests_total"
     assert gateway.value(requests, method="POST", route="/v1/jobs", status="202") == 4

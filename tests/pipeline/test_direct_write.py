@@ -1,0 +1,59 @@
+"""The feed's direct writes speak the same chunked HTTP as aiohttp's own writer: a real
+client reads one byte-exact body from a mix of both."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from aiohttp_sse import EventSourceResponse
+
+from service.direct_write import direct_sink, http_chunk
+
+
+async def test_direct_and_awaited_writes_interleave_into_one_exact_body() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = EventSourceResponse()
+        await response.prepare(request)
+        await response.write(b"retry: 100\n\n")
+        sink = direct_sink(response)
+        assert sink is not None
+        for n in range(50):
+            assert sink.write(http_chunk(b"id: %d-0\ndata: {}\n\n" % n))
+            await response.write(b": ping\n\n")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    async with (
+        TestServer(app) as server,
+        aiohttp.ClientSession() as http,
+        http.get(server.make_url("/")) as response,
+    ):
+        body = await response.read()
+    expected = b"retry: 100\n\n" + b"".join(
+        b"id: %d-0\ndata: {}\n\n: ping\n\n" % n for n in range(50)
+    )
+    assert body == expected
+
+
+async def test_no_direct_writes_without_chunked_encoding() -> None:
+    found: list[object] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = 5
+        await response.prepare(request)
+        await response.write(b"hello")
+        found.append(direct_sink(response))
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    async with (
+        TestServer(app) as server,
+        aiohttp.ClientSession() as http,
+        http.get(server.make_url("/")) as response,
+    ):
+        assert await response.read() == b"hello"
+    assert found == [None]
