@@ -4,6 +4,7 @@ reconnect storm), summarised as self and inclusive shares per function.
     .venv/bin/pip install py-spy
     .venv/bin/python -m bench.profile_gateway --viewers 1000 --seconds 6
     .venv/bin/python -m bench.profile_gateway --storm --viewers 2000
+    .venv/bin/python -m bench.profile_gateway --late --viewers 1000   # joiners of a finished job
 
 Not part of ``bench.run``: sampling costs the gateway a little CPU. py-spy does not see
 inside uvloop (its time shows under ``Runner.run``).
@@ -61,30 +62,40 @@ async def record(pid: int, seconds: float, out: Path) -> None:
     await proc.wait()
 
 
-async def profile(viewers: int, seconds: float, storm: bool, out: Path) -> None:
+async def profile(viewers: int, seconds: float, mode: str, out: Path) -> None:
     """Run the load, record the gateway, print the summary."""
     stack = Stack(out.parent / "profile-run", gateway_cores="1", other_cores="0")
     pool = LoadPool.for_viewers(viewers, "0")
-    tokens, rate = (STORM_TOKENS, STORM_RATE) if storm else (1000, 100.0)
+    storm = mode == "storm"
+    tokens, rate = (STORM_TOKENS, STORM_RATE) if mode != "fanout" else (1000, 100.0)
     try:
         await stack.start_redis()
         await stack.start_simulator(rate, tokens)
         await stack.start_gateway()
         assert stack.gateway is not None
-        count = 1 if storm else 10
+        count = 10 if mode == "fanout" else 1
         async with aiohttp.ClientSession() as session:
             prompts = [jobs_mod.prompt(i, tokens, rate) for i in range(count)]
             jobs = await jobs_mod.submit(session, stack.base_url, prompts)
+            if mode == "late":
+                await stack.start_worker(first_job=jobs[0].id)
+                await jobs_mod.wait_finished(session, stack.base_url, jobs, tokens / rate + 30)
         await pool.start()
-        await pool.open(viewer_specs(stack, jobs, viewers))
-        await stack.start_worker(first_job=jobs[0].id)
-        if storm:
+        if mode == "late":
+            spy = asyncio.create_task(record(stack.gateway.pid, seconds, out))
+            await pool.open(viewer_specs(stack, jobs, viewers), concurrency=viewers)
+            await spy
+        elif storm:
+            await pool.open(viewer_specs(stack, jobs, viewers))
+            await stack.start_worker(first_job=jobs[0].id)
             text = "".join(jobs_mod.upstream_tokens(jobs[0].prompt))
             await wait_half(stack, jobs[0].id, len(text.encode()) // 2, 60)
             spy = asyncio.create_task(record(stack.gateway.pid, seconds, out))
             await pool.storm("tokenrelay")
             await spy
         else:
+            await pool.open(viewer_specs(stack, jobs, viewers))
+            await stack.start_worker(first_job=jobs[0].id)
             await asyncio.sleep(1.0)
             await record(stack.gateway.pid, seconds, out)
         await pool.wait(120)
@@ -99,11 +110,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_gateway", description=__doc__)
     parser.add_argument("--viewers", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--storm", action="store_true", help="profile a reconnect storm")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--storm", action="store_true", help="profile a reconnect storm")
+    mode.add_argument("--late", action="store_true", help="profile joiners of a finished job")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gateway.raw")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    asyncio.run(profile(args.viewers, args.seconds, args.storm, args.out))
+    mode = "storm" if args.storm else "late" if args.late else "fanout"
+    asyncio.run(profile(args.viewers, args.seconds, mode, args.out))
 
 
 if __name__ == "__main__":

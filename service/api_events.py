@@ -74,7 +74,8 @@ async def _serve_stream(
                        code="job_not_found")  # fmt: skip
     if source is not None:
         state.metrics.resumes.labels(source).inc()
-    if terminal_id is not None and position >= parse_stream_id(as_text(terminal_id)):
+    terminal = parse_stream_id(as_text(terminal_id)) if terminal_id is not None else None
+    if terminal is not None and position >= terminal:
         state.metrics.no_content.inc()
         return web.Response(status=204)
 
@@ -111,6 +112,7 @@ async def _serve_stream(
             abort=abort,
             sink=direct_sink(response),  # once the headers are out, with the first write
             on_direct_write=meter.wrote_direct,
+            terminal_id=terminal,
         )
         reason = outcome.reason
     except ConnectionResetError:

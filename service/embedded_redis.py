@@ -168,6 +168,14 @@ class RedisClusterServers:
             if node.process and "role:master" in _cli(node.port, "info", "replication")
         ]
 
+    def replica_of(self, primary_port: int) -> RedisServer:
+        """A running replica of the primary on ``primary_port``."""
+        for node in self.nodes:
+            info = _cli(node.port, "info", "replication") if node.process else ""
+            if "role:slave" in info and f"master_port:{primary_port}" in info:
+                return node
+        raise LookupError(f"no replica of port {primary_port}")
+
     def node(self, port: int) -> RedisServer:
         """The node listening on ``port``."""
         return next(node for node in self.nodes if node.port == port)

@@ -34,7 +34,18 @@ from service.redis_client import AnyRedis, is_redis_failure
 log = logging.getLogger(__name__)
 
 READ_BLOCK_MS = 5000
+# A finished job's feed outlives its last viewer for a while, so the next viewers (a share
+# link opened later, a crowd of late joiners, a reconnect) replay from memory instead of
+# each reloading the job from Redis. Bounded in time and in entries held.
+RETAIN_ENDED_SECONDS = 60.0
+RETAIN_ENDED_ENTRIES = 100_000
 READ_COUNT = 1000
+# A lane whose hand-out took longer than this waits as long again before its next read, up to
+# MAX_PAUSE: under heavy fan-out (thousands of viewers on one job) each viewer then gets
+# fewer, larger writes, and the event loop keeps half its time for everything else
+# (reconnects, other lanes). Light fan-out never pauses, so its latency is untouched.
+PAUSE_AFTER_SECONDS = 0.002
+MAX_PAUSE_SECONDS = 0.05
 WAKE_TTL_SECONDS = 60
 
 
@@ -59,6 +70,11 @@ class Batch:
 
 
 HISTORY_CHUNK = 256  # entries per batch when a feed loads a job's past from Redis
+# A replay of a live job sends the history's older batches as merged events (one per run of
+# tokens) and only the last few batches as they were framed live. The split moves once per
+# REPLAY_TAIL batches, so the viewers of a storm share one merged encoding.
+REPLAY_TAIL = 64
+MERGED_CACHE = 16  # merged encodings kept per feed, by (position, split)
 
 
 def batches_of(entries: list[Entry], prev: StreamId) -> list[Batch]:
@@ -164,10 +180,16 @@ class JobFeed:
         self._history_lasts: list[StreamId] = []
         self._history_entries = 0
         self._history_limit = history_limit
+        self._merged: dict[tuple[StreamId, int], bytes] = {}
 
     async def ready(self) -> None:
         """Wait until the cursor is set from Redis."""
         await self._ready.wait()
+
+    @property
+    def history_entries(self) -> int | None:
+        """Entries held in memory; None when replays must ask Redis."""
+        return None if self._history is None else self._history_entries
 
     def replay(self, after: StreamId, until: StreamId) -> tuple[bytes, bool] | None:
         """Frames of the entries ``(after, until]`` and whether the last is terminal, from
@@ -179,9 +201,36 @@ class JobFeed:
         end = bisect.bisect_right(self._history_lasts, until)
         if first >= end:
             return b"", False
-        batches = self._history[first:end]
-        frames = [batches[0].after(after)] + [batch.frames for batch in batches[1:]]
-        return b"".join(frames), batches[-1].terminal
+        history = self._history
+        # A finished job's past is fixed: all of it is merged, the same bytes from any
+        # gateway however its batches were read.
+        split = end if history[end - 1].terminal else end - end % REPLAY_TAIL
+        if split <= first:
+            frames = [history[first].after(after)]
+        else:
+            frames = [self._merged_head(after, first, split)]
+            first = split - 1
+        frames += [batch.frames for batch in history[first + 1 : end]]
+        return b"".join(frames), history[end - 1].terminal
+
+    def _merged_head(self, after: StreamId, first: int, split: int) -> bytes:
+        """The entries of history batches ``first..split-1`` after ``after``, encoded with
+        every run of tokens merged into one event: far fewer bytes than the live frames."""
+        key = (after, split)
+        merged = self._merged.get(key)
+        if merged is None:
+            assert self._history is not None
+            entries = [
+                entry
+                for batch in self._history[first:split]
+                for entry in batch.entries
+                if entry.id > after
+            ]
+            merged = encode(entries)
+            if len(self._merged) >= MERGED_CACHE:
+                del self._merged[next(iter(self._merged))]
+            self._merged[key] = merged
+        return merged
 
     def replay_entries(self, after: StreamId, until: StreamId) -> list[Entry] | None:
         """The entries ``(after, until]`` from memory, for readers that re-encode them (the
@@ -256,6 +305,7 @@ class JobFeed:
         """Redis may come back with less than it had: from now on replays ask Redis."""
         self._history = None
         self._history_lasts = []
+        self._merged.clear()
 
     def close_viewers(self, reason: str) -> None:
         """End every viewer's stream; they reconnect and resume from Redis."""
@@ -352,7 +402,11 @@ class LaneReader:
                     log.exception("lane read crashed; retrying", extra={"lane": self.lane})
                 await asyncio.sleep(0.5)
                 continue
+            started = time.monotonic()
             self._dispatch(reply or ())
+            took = time.monotonic() - started
+            if took > PAUSE_AFTER_SECONDS:
+                await asyncio.sleep(min(took, MAX_PAUSE_SECONDS))
 
     def _dispatch(self, reply: Any) -> None:
         for raw_key, raw_entries in reply:
@@ -392,12 +446,28 @@ class FeedHub:
         self._lanes: dict[int, LaneReader] = {}
         self._reader_id = uuid.uuid4().hex[:12]
         self._loading: set[asyncio.Task[None]] = set()
+        # Ended feeds kept without viewers (job id -> when), oldest first.
+        self._retained: dict[str, float] = {}
+        self._retained_entries = 0
 
-    async def subscribe(self, job_id: str) -> tuple[Viewer, StreamId, bool]:
+    async def subscribe(
+        self, job_id: str, terminal_id: StreamId | None = None
+    ) -> tuple[Viewer, StreamId, bool]:
         """Register a viewer. Every batch after the returned cursor will reach it; the flag
-        says the entry at the cursor is the job's terminal one (nothing will follow)."""
+        says the entry at the cursor is the job's terminal one (nothing will follow).
+
+        ``terminal_id``, the terminal entry the job record names, lets a finished job's
+        retained feed serve the viewer; a feed that does not end there (the job was run
+        again) is dropped."""
         feed = self._feeds.get(job_id)
-        if feed is None or (feed.ended and not feed.viewers):
+        if job_id in self._retained:
+            self._unretain(job_id)
+        if feed is not None and feed.ended and not feed.viewers and feed.cursor != terminal_id:
+            # An ended feed the job record does not confirm (the job was run again, or the
+            # caller cannot tell): load the job afresh.
+            del self._feeds[job_id]
+            feed = None
+        if feed is None:
             feed = JobFeed(self._redis, job_id, self._history_limit)
             self._feeds[job_id] = feed
             task = asyncio.create_task(self._start(feed), name=f"feed-{job_id}")
@@ -422,6 +492,11 @@ class FeedHub:
         while self._feeds:
             await asyncio.sleep(interval)
             now = time.monotonic()
+            for job_id, since in list(self._retained.items()):
+                if now - since < RETAIN_ENDED_SECONDS:
+                    break
+                self._unretain(job_id)
+                del self._feeds[job_id]
             for feed in list(self._feeds.values()):
                 for viewer in list(feed.viewers):
                     viewer.sweep(now, self._ping_seconds, self._send_timeout)
@@ -443,10 +518,25 @@ class FeedHub:
         if feed.viewers:
             return
         if self._feeds.get(feed.job_id) is feed:
+            if feed.ended and feed.history_entries is not None:
+                self._retain(feed)
+                return
             del self._feeds[feed.job_id]
         reader = self._lanes.get(lane_of(feed.job_id))
         if reader is not None:
             reader.remove(feed)
+
+    def _retain(self, feed: JobFeed) -> None:
+        self._retained[feed.job_id] = time.monotonic()
+        self._retained_entries += feed.history_entries or 0
+        while self._retained_entries > RETAIN_ENDED_ENTRIES:
+            oldest = next(iter(self._retained))
+            self._unretain(oldest)
+            del self._feeds[oldest]
+
+    def _unretain(self, job_id: str) -> None:
+        del self._retained[job_id]
+        self._retained_entries -= self._feeds[job_id].history_entries or 0
 
     def viewer_count(self, job_id: str) -> int:
         """Viewers of ``job_id`` connected to this process."""
@@ -460,7 +550,7 @@ class FeedHub:
 
     @property
     def feed_count(self) -> int:
-        """Jobs this process is following."""
+        """Jobs this process is following (finished ones kept for late viewers included)."""
         return len(self._feeds)
 
     @property
@@ -482,6 +572,8 @@ class FeedHub:
         readers = list(self._lanes.values())
         self._lanes.clear()
         self._feeds.clear()
+        self._retained.clear()
+        self._retained_entries = 0
         await asyncio.gather(
             *(reader.stop() for reader in readers), *self._loading, return_exceptions=True
         )

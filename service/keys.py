@@ -67,6 +67,14 @@ def queue_key_for(job_id: str) -> str:
     return queue_key(_bucket(job_id, QUEUE_PARTITIONS))
 
 
+def replication_marker_key(key: str) -> str:
+    """A key in ``key``'s hash slot that a submit writes right before ``WAIT`` on its
+    primary (``service/replication.py``)."""
+    start = key.index("{")
+    tag = key[start : key.index("}", start) + 1]
+    return f"{PREFIX}:{tag}:replicated"
+
+
 def dead_letter_key() -> str:
     """Stream of jobs that exhausted their deliveries, kept for inspection."""
     return f"{PREFIX}:dead"

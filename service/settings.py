@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     retention_seconds: int = Field(default=86_400, ge=1)
     unfinished_job_seconds: int = Field(default=7 * 86_400, ge=60)
     idempotency_seconds: int = Field(default=86_400, ge=1)
+    submit_wait_replicas: int = Field(
+        default=0, ge=0, le=16, description="replicas that must hold a job before 202; 0 = off"
+    )
+    submit_wait_timeout_ms: int = Field(default=1000, ge=1, le=60_000)
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="submit/cancel need one of these; empty = auth off"
     )

@@ -12,18 +12,22 @@ write to Redis directly:
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 
 import orjson
 
-from service.errors import Conflict
+from service.errors import Conflict, Unavailable
 from service.events import QUEUED
 from service.jobs import JobRequest, new_job_id, now_ms
 from service.keys import idempotency_key, job_keys, job_record_key, queue_key_for
 from service.redis_client import AnyRedis
+from service.replication import wait_for_replicas
 from service.scripts import Scripts, as_text
 from service.settings import Settings
 from service.tracing import TRACEPARENT
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,7 @@ async def submit_job(
         if claimed is not None:
             if await redis.hget(job_record_key(claimed), "status") == QUEUED.encode():
                 await enqueue(redis, claimed)  # the first submit may have failed to enqueue
+            await _replicated(redis, settings, claimed)
             return SubmittedJob(id=claimed, created=False)
     try:
         await create_job(redis, scripts, settings, request, job_id, traceparent=traceparent)
@@ -108,7 +113,25 @@ async def submit_job(
     # Once the job exists the key stays: a client retry after a failed enqueue finds the job
     # and enqueues it again (the worker drops duplicate entries).
     await enqueue(redis, job_id)
+    await _replicated(redis, settings, job_id)
     return SubmittedJob(id=job_id, created=True)
+
+
+async def _replicated(redis: AnyRedis, settings: Settings, job_id: str) -> None:
+    """With ``SUBMIT_WAIT_REPLICAS``, answer only once that many replicas hold the job."""
+    wanted = settings.submit_wait_replicas
+    if not wanted:
+        return
+    keys = [job_record_key(job_id), queue_key_for(job_id)]
+    acked = await wait_for_replicas(redis, keys, wanted, settings.submit_wait_timeout_ms)
+    if acked < wanted:
+        log.warning("job not replicated in time", extra={"job_id": job_id, "replicas": acked})
+        raise Unavailable(
+            f"job {job_id} was stored but only {acked} of {wanted} replicas confirmed it within "
+            f"{settings.submit_wait_timeout_ms} ms; it may still run. Retry with the same "
+            "Idempotency-Key to get this job, not a second one",
+            code="replication_timeout",
+        )
 
 
 async def _claim_idempotency(

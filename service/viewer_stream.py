@@ -55,12 +55,14 @@ async def stream_to_viewer(
     abort: Callable[[], None],
     sink: DirectSink | None = None,
     on_direct_write: Callable[[bytes], None] | None = None,
+    terminal_id: StreamId | None = None,
 ) -> StreamOutcome:
     """Send the viewer every event after ``position`` until the job's terminal event.
 
     ``abort`` drops the connection: the hub's sweeper calls it for a viewer whose write has
     been stuck too long. With a ``sink``, live batches may be written by the feed directly
     (``on_direct_write`` is told of each); everything else goes through ``write``.
+    ``terminal_id`` is the job record's terminal entry, if it has ended.
     """
     sent = 0
     viewer: Viewer | None = None
@@ -81,7 +83,7 @@ async def stream_to_viewer(
         # replay the whole job after an explicit reset instead of leaving a silent gap.
         await send(frame(position, RESET, b'{"attempt":0,"reason":"unknown_position"}'))
         position = ZERO_ID
-    viewer, cursor, cursor_is_terminal = await hub.subscribe(job_id)
+    viewer, cursor, cursor_is_terminal = await hub.subscribe(job_id, terminal_id)
     viewer.abort = abort
     viewer.sink = sink
     viewer.on_direct_write = on_direct_write

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
 
+from service.app import create_app
 from service.embedded_redis import RedisClusterServers
 from service.events import DONE, FAILED, TERMINAL
-from service.keys import job_events_key, queue_keys
+from service.keys import job_events_key, job_record_key, queue_keys
 from service.redis_client import AnyRedis
 from service.settings import Settings
 from tests.conftest import RunningWorker
@@ -118,3 +121,44 @@ async def test_primary_killed_mid_stream_every_viewer_ends_exact_or_explicitly_f
     finally:
         await worker.shutdown()
         redis_cluster.restore()
+
+
+async def test_submit_waits_for_a_replica_and_says_so_when_none_confirms(
+    settings: Settings, redis: AnyRedis, redis_cluster: RedisClusterServers
+) -> None:
+    waiting = settings.model_copy(
+        update={"submit_wait_replicas": 1, "submit_wait_timeout_ms": 300}
+    )
+    async with TestClient(TestServer(await create_app(waiting, redis))) as gateway:
+        accepted = await gateway.post("/v1/jobs", json={"prompt": "kept twice"})
+        assert accepted.status == 202
+        job_id = (await accepted.json())["id"]
+        primary = int((await _node_of(redis, job_record_key(job_id))).rsplit(":", 1)[1])
+        replica = redis_cluster.replica_of(primary)
+        # The replica had the record when the 202 was sent.
+        copy = Redis(port=replica.port)
+        try:
+            await copy.execute_command("READONLY")
+            assert await copy.hget(job_record_key(job_id), "status") == b"queued"
+        finally:
+            await copy.aclose()
+
+        # Replicas that cannot take the writes: the submit says the job is not safe yet.
+        replicas = [redis_cluster.replica_of(port) for port in redis_cluster.primary_ports()]
+        for node in replicas:
+            assert node.process is not None
+            node.process.send_signal(signal.SIGSTOP)
+        try:
+            headers = {"Idempotency-Key": "replicated-or-not"}
+            refused = await gateway.post("/v1/jobs", json={"prompt": "at risk"}, headers=headers)
+            assert refused.status == 503
+            error = (await refused.json())["error"]
+            assert error["code"] == "replication_timeout"
+        finally:
+            for node in replicas:
+                assert node.process is not None
+                node.process.send_signal(signal.SIGCONT)
+        # The job was stored: the retry with the same key gets it, now replicated.
+        retried = await gateway.post("/v1/jobs", json={"prompt": "at risk"}, headers=headers)
+        assert retried.status == 202
+        assert (await retried.json())["id"] in error["message"]

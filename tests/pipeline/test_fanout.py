@@ -72,7 +72,32 @@ async def test_one_reader_per_job_however_many_viewers(
     assert hub.feed_count == 1
     readings = await asyncio.gather(*readers)
     assert len({text_of(reading.events) for reading in readings}) == 1
-    assert hub.feed_count == 0
+    # The finished job's feed is kept a while for late viewers, with nobody on it.
+    assert hub.feed_count == 1 and hub.viewer_count(job["id"]) == 0
+
+
+async def test_late_viewers_of_a_finished_job_replay_from_memory(
+    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    upstream_url: str,
+) -> None:  # fmt: skip
+    job = await submit(gateway, "a lexer in ocaml\n#sim tokens=120 rate=400 unicode=1")
+    url = str(gateway.make_url(job["events_url"]))
+    first = await read_stream(http, url)  # live: the feed follows the job to its end
+    registry = gateway.app[STATE].metrics.registry
+
+    def ranges_read() -> float:
+        name = "tokenrelay_redis_command_duration_seconds_count"
+        return registry.get_sample_value(name, {"command": "XRANGE"}) or 0.0
+
+    before = ranges_read()
+    later = await asyncio.gather(*(read_stream(http, url) for _ in range(6)))
+    resumed = await read_stream(http, url, last_event_id=first.events[len(first.events) // 2].id)
+    expected = await upstream_text(http, upstream_url, job["id"])
+    assert text_of(first.events) == expected
+    assert all(text_of(reading.events) == expected for reading in later)
+    assert text_of(first.events[: len(first.events) // 2 + 1] + resumed.events) == expected
+    # Only the resume asks Redis (whether its position exists); the replays came from memory.
+    assert ranges_read() - before == 1
 
 
 async def test_a_viewer_that_stops_reading_is_cut_off_and_others_get_everything(

@@ -13,8 +13,9 @@ from aiohttp.test_utils import TestClient
 
 from service.events import DONE, TOKEN
 from tests.conftest import RunningWorker
-from tests.jobs_api import submit, upstream_text, wait_until_ended
+from tests.jobs_api import submit, upstream_text, wait_for, wait_until_ended
 from tests.sse_client import ResumingViewer, read_stream, text_of
+from worker.sse_decoder import SSEEvent
 
 
 @pytest.mark.parametrize("via_query", [False, True], ids=["header", "query"])
@@ -134,3 +135,36 @@ async def test_unknown_position_in_a_live_stream_sends_reset_then_full_replay(
     reading = await read_stream(http, url, last_event_id="1-0")
     assert reading.events[0].event == "reset"
     assert text_of(reading.events) == await upstream_text(http, upstream_url, job["id"])
+
+
+async def test_joiners_of_a_long_live_job_get_its_past_merged_and_stay_exact(
+    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    upstream_url: str,
+) -> None:  # fmt: skip
+    """The feed replays its older live batches as merged events (fewer bytes for a storm of
+    resumes or a crowd of late joiners); from scratch or from any id, the text is exact."""
+    job = await submit(gateway, "long kotlin file\n#sim tokens=700 rate=350 unicode=1")
+    url = str(gateway.make_url(job["events_url"]))
+    seen: list[SSEEvent] = []
+    # Watches from the start, so the gateway's feed holds the job's history as live batches.
+    holder = asyncio.create_task(read_stream(http, url, sink=seen))
+
+    async def far_enough() -> bool:
+        return len(seen) > 150
+
+    await wait_for(far_enough)
+    rng = random.Random(3)
+    cuts = [None, *sorted(rng.sample(range(len(seen) - 1), 8))]
+    joiners = await asyncio.gather(*(
+        read_stream(http, url, last_event_id=None if cut is None else seen[cut].id)
+        for cut in cuts
+    ))  # fmt: skip
+    await holder
+    expected = await upstream_text(http, upstream_url, job["id"])
+    assert text_of(seen) == expected
+    for cut, joiner in zip(cuts, joiners, strict=True):
+        head = [] if cut is None else seen[: cut + 1]
+        assert text_of(head + joiner.events) == expected
+        assert joiner.events[-1].event == DONE
+    from_scratch = joiners[0].events
+    assert len(from_scratch) < len(seen) - 50, "the past was not merged"
