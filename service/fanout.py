@@ -22,7 +22,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from service.direct_write import DirectSink, http_chunk
@@ -74,7 +74,7 @@ HISTORY_CHUNK = 256  # entries per batch when a feed loads a job's past from Red
 # tokens) and only the last few batches as they were framed live. The split moves once per
 # REPLAY_TAIL batches, so the viewers of a storm share one merged encoding.
 REPLAY_TAIL = 64
-MERGED_CACHE = 16  # merged encodings kept per feed, by (position, split)
+MERGED_CACHE = 4  # merged encodings kept per feed, by batch range
 
 
 def batches_of(entries: list[Entry], prev: StreamId) -> list[Batch]:
@@ -122,6 +122,7 @@ class Viewer:
             self.idle
             and batch.prev == self.position
             and not self.batches
+            and not self.overflowed
             and self.closed_reason is None
             and self.sink is not None
             and self.sink.write(batch.chunk)
@@ -180,7 +181,7 @@ class JobFeed:
         self._history_lasts: list[StreamId] = []
         self._history_entries = 0
         self._history_limit = history_limit
-        self._merged: dict[tuple[StreamId, int], bytes] = {}
+        self._merged: dict[tuple[int, int], bytes] = {}
 
     async def ready(self) -> None:
         """Wait until the cursor is set from Redis."""
@@ -205,27 +206,28 @@ class JobFeed:
         # A finished job's past is fixed: all of it is merged, the same bytes from any
         # gateway however its batches were read.
         split = end if history[end - 1].terminal else end - end % REPLAY_TAIL
-        if split <= first:
-            frames = [history[first].after(after)]
-        else:
-            frames = [self._merged_head(after, first, split)]
-            first = split - 1
-        frames += [batch.frames for batch in history[first + 1 : end]]
+        # A batch that ``after`` cuts as it was framed, then the batches up to the split
+        # merged (one encoding shared by every viewer resuming there or earlier; from the
+        # start of a finished job, the same bytes on every gateway), then the rest as framed.
+        frames: list[bytes] = []
+        start = first
+        if history[first].prev != after:
+            frames.append(history[first].after(after))
+            start += 1
+        if split > start:
+            frames.append(self._merged_range(start, split))
+            start = split
+        frames += [batch.frames for batch in history[start:end]]
         return b"".join(frames), history[end - 1].terminal
 
-    def _merged_head(self, after: StreamId, first: int, split: int) -> bytes:
-        """The entries of history batches ``first..split-1`` after ``after``, encoded with
-        every run of tokens merged into one event: far fewer bytes than the live frames."""
-        key = (after, split)
+    def _merged_range(self, start: int, stop: int) -> bytes:
+        """History batches ``start..stop-1`` encoded with every run of tokens merged into one
+        event: far fewer bytes than the live frames."""
+        key = (start, stop)
         merged = self._merged.get(key)
         if merged is None:
             assert self._history is not None
-            entries = [
-                entry
-                for batch in self._history[first:split]
-                for entry in batch.entries
-                if entry.id > after
-            ]
+            entries = [entry for batch in self._history[start:stop] for entry in batch.entries]
             merged = encode(entries)
             if len(self._merged) >= MERGED_CACHE:
                 del self._merged[next(iter(self._merged))]
@@ -319,7 +321,8 @@ class JobFeed:
         if self._history_entries > self._history_limit:
             self.redis_failed()  # too long to keep: replays ask Redis
             return
-        self._history.append(batch)
+        # Kept without its HTTP chunk (only live hand-out writes chunks): half the memory.
+        self._history.append(replace(batch, chunk=b""))
         self._history_lasts.append(batch.last)
 
 
@@ -403,7 +406,11 @@ class LaneReader:
                 await asyncio.sleep(0.5)
                 continue
             started = time.monotonic()
-            self._dispatch(reply or ())
+            try:
+                self._dispatch(reply or ())
+            except Exception:
+                # Not one viewer's failure may stop the lane for the others.
+                log.exception("lane hand-out crashed", extra={"lane": self.lane})
             took = time.monotonic() - started
             if took > PAUSE_AFTER_SECONDS:
                 await asyncio.sleep(min(took, MAX_PAUSE_SECONDS))

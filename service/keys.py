@@ -70,8 +70,10 @@ def queue_key_for(job_id: str) -> str:
 def replication_marker_key(key: str) -> str:
     """A key in ``key``'s hash slot that a submit writes right before ``WAIT`` on its
     primary (``service/replication.py``)."""
-    start = key.index("{")
-    tag = key[start : key.index("}", start) + 1]
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    # A key without a hash tag hashes whole: the whole key becomes the marker's tag.
+    tag = key[start : end + 1] if start >= 0 and end > start + 1 else f"{{{key}}}"
     return f"{PREFIX}:{tag}:replicated"
 
 

@@ -4,19 +4,18 @@ of the code is the same for both (every multi-key command stays in one hash slot
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TypeAlias
 from urllib.parse import urlsplit
 
 import redis
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
 from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import DataError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 AnyRedis: TypeAlias = Redis | RedisCluster
@@ -26,24 +25,35 @@ CLUSTER_SCHEME = "redis+cluster://"
 # never comes (a half-open connection, a node that died mid-command) becomes a retried error
 # instead of a hang.
 SOCKET_TIMEOUT_SECONDS = 15.0
+POOL_WAIT_SECONDS = 10.0  # a command waits this long for a pooled connection, then fails
 
 
-_REDIS_PACKAGE = str(Path(redis.__file__).parent) + os.sep
+_REDIS_PACKAGE = Path(redis.__file__).parent
+# Where redis-py handles connections and topology: a transport error leaking as
+# AttributeError/TypeError comes from here, while one raised by bad arguments of ours comes
+# from the command layer (redis/commands) and stays a bug.
+_CONNECTION_LAYER = tuple(
+    str(_REDIS_PACKAGE.joinpath(*part))
+    for part in (("asyncio", "connection.py"), ("asyncio", "cluster.py"), ("_parsers",))
+)
 
 
 def is_redis_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` means Redis could not serve a command: a ``RedisError``, or the
-    ``AttributeError``/``TypeError`` redis-py lets escape from inside its own code when a
-    connection is closed under a command (redis/redis-py#4287, #3835; seen here when a
-    cluster primary dies). Those bypass redis-py's retries, so callers retry them like a
-    ``ConnectionError``; the same errors raised from our own code are bugs and stay errors."""
-    if isinstance(exc, RedisError):
+    """Whether ``exc`` means Redis could not serve a command: a ``RedisError`` (but not a
+    ``DataError``: arguments redis-py refused before sending, a bug of ours), a cluster whose
+    slots are not covered mid-failover, or the ``AttributeError``/``TypeError`` redis-py
+    lets escape from its connection layer when a connection is closed under a command
+    (redis/redis-py#4287, #3835; seen here when a cluster primary dies). Those bypass
+    redis-py's retries, so callers retry them like a ``ConnectionError``."""
+    if isinstance(exc, DataError):
+        return False
+    if isinstance(exc, (RedisError, RedisClusterException)):
         return True
     if not isinstance(exc, (AttributeError, TypeError)):
         return False
     frames = exc.__traceback__
     while frames is not None:
-        if frames.tb_frame.f_code.co_filename.startswith(_REDIS_PACKAGE):
+        if frames.tb_frame.f_code.co_filename.startswith(_CONNECTION_LAYER):
             return True
         frames = frames.tb_next
     return False
@@ -89,9 +99,13 @@ def connect(url: str, *, max_connections: int = 1024) -> AnyRedis:
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
             driver_info=_DRIVER_INFO,
         )
-    return Redis.from_url(
+    # Blocking: a burst of more concurrent commands than connections (a worker renewing a
+    # thousand leases while a thousand jobs write) waits for a free connection instead of
+    # failing with MaxConnectionsError.
+    pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
+        timeout=POOL_WAIT_SECONDS,
         socket_connect_timeout=5.0,
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_keepalive=True,
@@ -100,6 +114,7 @@ def connect(url: str, *, max_connections: int = 1024) -> AnyRedis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         driver_info=_DRIVER_INFO,
     )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 async def warm_up(client: AnyRedis) -> None:

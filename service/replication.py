@@ -2,22 +2,30 @@
 
 Redis replicates asynchronously, so a primary that dies right after answering can take an
 accepted job with it. ``WAIT`` closes that window, but it counts only the writes made on its
-own connection, and a submit's writes went out on pooled connections to one or two
-primaries (the job's lane and its queue partition). So on each of those primaries a marker
+own connection, and a submit's writes went out on pooled connections to up to three
+primaries (the job's lane, its queue partition, its idempotency key). So on each a marker
 key in the same hash slot is written on one connection, followed there by ``WAIT``: a
 primary replicates in one ordered stream, so a replica that has the marker has every write
 the submit made to that primary before it.
+
+redis-py runs a failed cluster pipeline again without the commands' ``target_nodes``, so a
+try that fails is not left to it: each try builds a new pipeline from the current topology.
+Left alone: during a slot migration (resharding), a redirected marker SET lands on the new
+owner while its WAIT ran on the old one, which can confirm too early.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from redis.asyncio import RedisCluster
 from redis.asyncio.cluster import ClusterNode
 
 from service.keys import replication_marker_key
-from service.redis_client import AnyRedis
+from service.redis_client import AnyRedis, is_redis_failure
 
 MARKER_TTL_MS = 60_000
+TRIES = 3
 
 
 async def wait_for_replicas(
@@ -25,6 +33,17 @@ async def wait_for_replicas(
 ) -> int:
     """Block until ``replicas`` replicas of every primary holding ``keys`` have all that was
     written to it so far, or ``timeout_ms`` passed; the fewest replicas any primary got."""
+    for attempt in range(1, TRIES + 1):
+        try:
+            return await _wait_once(redis, keys, replicas, timeout_ms)
+        except Exception as exc:
+            if attempt == TRIES or not is_redis_failure(exc):
+                raise
+            await asyncio.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
+
+
+async def _wait_once(redis: AnyRedis, keys: list[str], replicas: int, timeout_ms: int) -> int:
     cluster = isinstance(redis, RedisCluster)
     markers: dict[str, tuple[str, ClusterNode | None]] = {}  # one marker per primary
     for key in keys:

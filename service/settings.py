@@ -98,7 +98,8 @@ class Settings(BaseSettings):
     submit_wait_replicas: int = Field(
         default=0, ge=0, le=16, description="replicas that must hold a job before 202; 0 = off"
     )
-    submit_wait_timeout_ms: int = Field(default=1000, ge=1, le=60_000)
+    # Below the Redis socket timeout (15 s), or the client would give up on WAIT first.
+    submit_wait_timeout_ms: int = Field(default=1000, ge=1, le=10_000)
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="submit/cancel need one of these; empty = auth off"
     )

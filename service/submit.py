@@ -102,7 +102,7 @@ async def submit_job(
         if claimed is not None:
             if await redis.hget(job_record_key(claimed), "status") == QUEUED.encode():
                 await enqueue(redis, claimed)  # the first submit may have failed to enqueue
-            await _replicated(redis, settings, claimed)
+            await _replicated(redis, settings, claimed, idem_key)
             return SubmittedJob(id=claimed, created=False)
     try:
         await create_job(redis, scripts, settings, request, job_id, traceparent=traceparent)
@@ -113,16 +113,21 @@ async def submit_job(
     # Once the job exists the key stays: a client retry after a failed enqueue finds the job
     # and enqueues it again (the worker drops duplicate entries).
     await enqueue(redis, job_id)
-    await _replicated(redis, settings, job_id)
+    await _replicated(redis, settings, job_id, idem_key)
     return SubmittedJob(id=job_id, created=True)
 
 
-async def _replicated(redis: AnyRedis, settings: Settings, job_id: str) -> None:
-    """With ``SUBMIT_WAIT_REPLICAS``, answer only once that many replicas hold the job."""
+async def _replicated(
+    redis: AnyRedis, settings: Settings, job_id: str, idem_key: str | None
+) -> None:
+    """With ``SUBMIT_WAIT_REPLICAS``, answer only once that many replicas hold the job (and
+    the idempotency key that finds it again)."""
     wanted = settings.submit_wait_replicas
     if not wanted:
         return
     keys = [job_record_key(job_id), queue_key_for(job_id)]
+    if idem_key is not None:
+        keys.append(idem_key)
     acked = await wait_for_replicas(redis, keys, wanted, settings.submit_wait_timeout_ms)
     if acked < wanted:
         log.warning("job not replicated in time", extra={"job_id": job_id, "replicas": acked})

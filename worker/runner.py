@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 # Set as the idle time of an entry handed back on shutdown, so any worker reclaims it at once.
 HAND_BACK_IDLE_MS = 10**12
+RENEW_CONCURRENCY = 64  # lease renewals in flight at once
 
 
 def default_worker_id() -> str:
@@ -51,9 +52,10 @@ class Worker:
         self.redis: AnyRedis = ctx.redis
         self.running: dict[str, RunningJob] = {}
         self._stopping = asyncio.Event()
-        # Set once the loops are cancelled. Each loop also checks it: on Python 3.11 a
-        # cancellation can be lost inside redis-py's socket timeout (asyncio.wait_for,
-        # gh-86296), and a loop that missed it would keep the worker from exiting.
+        # Set after the drain, as the upkeep loops (leases, cancels) are cancelled; they
+        # check it too (the intake loops check ``_stopping``): on Python 3.11 a cancellation
+        # can be lost inside redis-py's socket timeout (asyncio.wait_for, gh-86296), and a
+        # loop that missed it would keep the worker from exiting.
         self._closing = False
         self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
         self._waiting: dict[str, str] = {}  # entry id -> queue, read but not yet running
@@ -154,34 +156,29 @@ class Worker:
         entry was reclaimed elsewhere stops."""
         while not self._closing:
             await asyncio.sleep(self.settings.lease_seconds / 3)
-            await asyncio.gather(
-                *(
-                    self.ctx.scripts.renew_lease(
-                        keys=[queue], args=[QUEUE_GROUP, self.ctx.worker_id, entry_id],
-                        client=self.redis,
-                    )
-                    for entry_id, queue in list(self._waiting.items())
-                )
-            )  # fmt: skip
+            await self._renew_leases(list(self._waiting.items()))
             jobs = list(self.running.values())
-            if not jobs:
-                continue
-            # Concurrent calls rather than a pipeline: the entries sit on different partitions
-            # (cluster nodes), and cluster pipelines do not run scripts.
-            owned = await asyncio.gather(
-                *(
-                    self.ctx.scripts.renew_lease(
-                        keys=[job.queue],
-                        args=[QUEUE_GROUP, self.ctx.worker_id, job.entry_id],
-                        client=self.redis,
-                    )
-                    for job in jobs
-                )
-            )
+            owned = await self._renew_leases([(job.entry_id, job.queue) for job in jobs])
             for job, still_ours in zip(jobs, owned, strict=True):
                 if not still_ours:
                     log.warning("lease lost", extra={"job_id": job.job_id, "attempt": job.attempt})
                     job.stop("lease_lost")
+
+    async def _renew_leases(self, entries: list[tuple[str, str]]) -> list[Any]:
+        """Renew ``(entry id, queue)`` leases; whether each is still ours. Concurrent calls
+        rather than a pipeline (the entries sit on different partitions, i.e. cluster nodes,
+        and cluster pipelines do not run scripts), at most RENEW_CONCURRENCY at once so a
+        thousand jobs do not take a thousand connections from the ones writing tokens."""
+        gate = asyncio.Semaphore(RENEW_CONCURRENCY)
+
+        async def renew(entry_id: str, queue: str) -> Any:
+            async with gate:
+                return await self.ctx.scripts.renew_lease(
+                    keys=[queue], args=[QUEUE_GROUP, self.ctx.worker_id, entry_id],
+                    client=self.redis,
+                )  # fmt: skip
+
+        return await asyncio.gather(*(renew(entry_id, queue) for entry_id, queue in entries))
 
     async def _cancel_loop(self) -> None:
         """Stop jobs that were cancelled (or taken over) within ``cancel_poll_seconds``."""
