@@ -89,7 +89,8 @@ async def main_async(args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, {0})
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    workdir = args.out.parent / f"run-{stamp}"
+    # Absolute: nginx resolves its -c and -p paths against its own prefix, not our cwd.
+    workdir = args.out.resolve().parent / f"run-{stamp}"
     workdir.mkdir(parents=True, exist_ok=True)
     repeat = args.repeat or (1 if args.quick else 3)
     ctx = Context(quick=args.quick, repeat=repeat, workdir=workdir, cores=cores)
