@@ -181,11 +181,27 @@ class RedisClusterServers:
         return next(node for node in self.nodes if node.port == port)
 
     def restore(self) -> None:
-        """Restart stopped nodes (they rejoin as replicas) and wait until the cluster is ok."""
+        """Restart stopped nodes (they rejoin as replicas) and wait until the cluster is ok
+        and every replica has finished syncing with its primary."""
         for node in self.nodes:
             if node.process is None:
                 node.start()
         self.wait_ok()
+        self.wait_replicas_synced()
+
+    def wait_replicas_synced(self, timeout: float = 30.0) -> None:
+        """Wait until every replica's link to its primary is up and not syncing."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            infos = [_cli(node.port, "info", "replication") for node in self.nodes if node.process]
+            replicas = [info for info in infos if "role:slave" in info]
+            if replicas and all(
+                "master_link_status:up" in info and "master_sync_in_progress:0" in info
+                for info in replicas
+            ):
+                return
+            time.sleep(0.1)
+        raise TokenRelayError("the Redis cluster's replicas did not finish syncing")
 
     def stop(self) -> None:
         """Stop every node."""

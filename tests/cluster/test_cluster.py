@@ -125,8 +125,9 @@ async def test_primary_killed_mid_stream_every_viewer_ends_exact_or_explicitly_f
 async def test_submit_waits_for_a_replica_and_says_so_when_none_confirms(
     settings: Settings, redis: AnyRedis, redis_cluster: RedisClusterServers
 ) -> None:
+    redis_cluster.wait_replicas_synced()  # a node an earlier test restarted may still sync
     waiting = settings.model_copy(
-        update={"submit_wait_replicas": 1, "submit_wait_timeout_ms": 300}
+        update={"submit_wait_replicas": 1, "submit_wait_timeout_ms": 2000}
     )
     async with TestClient(TestServer(await create_app(waiting, redis))) as gateway:
         accepted = await gateway.post("/v1/jobs", json={"prompt": "kept twice"})
