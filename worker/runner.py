@@ -194,7 +194,9 @@ class Worker:
             for job, (status, attempt) in zip(jobs, states, strict=True):
                 if status is None or as_text(status) != RUNNING:
                     job.stop("ended")
-                elif int(attempt) != job.attempt:
+                elif int(attempt) > job.attempt:
+                    # Only a later attempt fences us: an earlier one is this very job's
+                    # state read just before its own retry started (attempts only grow).
                     job.stop("fenced")
 
     async def _wait_for_slot(self) -> int:
