@@ -96,7 +96,7 @@ def cluster_figures(
     ``redis_xadd_per_s``/``redis_cmds_per_s``: XADD calls (inside scripts too) and commands
     of every primary per second; ``p<n>_cpu_s``: ``used_cpu_sys + used_cpu_user`` delta of
     primary n (all its threads); ``p<n>_streams``: job event streams it holds; ``p<n>_lanes``:
-    lanes (of ``service.keys.LANES``) whose slot it serves; ``redis_getkeys_per_token``:
+    lanes (of ``service.contract.keys.LANES``) whose slot it serves; ``redis_getkeys_per_token``:
     ``COMMAND GETKEYS`` calls, which redis-py's cluster client sends (to one node) to find the
     slot of a command with movable keys such as ``XREAD`` and ``XREADGROUP``.
     """

@@ -1,6 +1,6 @@
 """A local Redis Cluster of any number of primaries for the benchmark.
 
-``service.embedded_redis.RedisClusterServers`` forms its cluster with ``redis-cli --cluster
+``service.cli.embedded_redis.RedisClusterServers`` forms its cluster with ``redis-cli --cluster
 create``, which refuses fewer than 3 primaries. For 1 or 2 primaries this subclass starts the
 same nodes with the same settings and forms the cluster by hand (slots, ``CLUSTER MEET``,
 ``CLUSTER REPLICATE``), so a 1-primary and a 3-primary cluster differ only in how many
@@ -14,7 +14,7 @@ import time
 
 from redis import Redis
 
-from service.embedded_redis import RedisClusterServers, RedisServer, free_port
+from service.cli.embedded_redis import RedisClusterServers, RedisServer, free_port
 
 SLOTS = 16384
 

@@ -20,9 +20,9 @@ import aiohttp
 from redis.asyncio import Redis
 
 from bench.localcluster import LocalCluster
-from service.embedded_redis import RedisClusterServers, find_redis_server, free_port
-from service.keys import job_record_key
-from service.redis_client import AnyRedis, connect
+from service.cli.embedded_redis import RedisClusterServers, find_redis_server, free_port
+from service.contract.keys import job_record_key
+from service.contract.store.redis_client import AnyRedis, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_ID = "bench-worker"

@@ -17,10 +17,10 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from bench.stats import percentile
-from service.app import create_app
-from service.embedded_redis import RedisClusterServers
-from service.redis_client import connect, warm_up
-from service.settings import Settings
+from service.cli.embedded_redis import RedisClusterServers
+from service.contract.settings import Settings
+from service.contract.store.redis_client import connect, warm_up
+from service.gateway.app import create_app
 
 
 async def _latencies(settings: Settings, submits: int) -> list[float]:

@@ -5,8 +5,8 @@
 ...     for event in relay.watch(job.id):      # reconnects on its own, each event once
 ...         print(event)
 
-The request is the server's :class:`service.jobs.JobRequest`; the events are the server's
-:mod:`service.event_data` models.
+The request is the server's :class:`service.contract.jobs.JobRequest`; the events are the server's
+:mod:`service.contract.event_data` models.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from client.errors import APIError, ClientError, ConnectionLost
 from client.models import JobInfo, SubmittedJob
 from client.sync_client import SyncTokenRelayClient
 from client.transcript import Transcript
-from service.event_data import (
+from service.contract.event_data import (
     CancelledEvent,
     DoneEvent,
     FailedEvent,
@@ -26,7 +26,7 @@ from service.event_data import (
     StatusEvent,
     TokenEvent,
 )
-from service.jobs import JobRequest
+from service.contract.jobs import JobRequest
 
 __all__ = [
     "DEFAULT_URL",

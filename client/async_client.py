@@ -14,9 +14,9 @@ import orjson
 from client.backoff import Backoff
 from client.errors import APIError
 from client.models import JobInfo, SubmittedJob
-from service.event_data import JobEvent, is_terminal, parse_event
-from service.jobs import JobRequest
-from worker.sse_decoder import SSEDecodeError, SSEDecoder
+from service.contract.event_data import JobEvent, is_terminal, parse_event
+from service.contract.jobs import JobRequest
+from service.contract.sse_decoder import SSEDecodeError, SSEDecoder
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
-"""What the gateway answers, as typed models. The request (:class:`service.jobs.JobRequest`) and
-the events (:mod:`service.event_data`) are the server's own models."""
+"""What the gateway answers, as typed models. The request
+(:class:`service.contract.jobs.JobRequest`) and
+the events (:mod:`service.contract.event_data`) are the server's own models."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from service.events import TERMINAL_STATES
+from service.contract.events import TERMINAL
 
 
 class SubmittedJob(BaseModel):
@@ -46,4 +47,4 @@ class JobInfo(BaseModel):
     @property
     def ended(self) -> bool:
         """Whether the job is done, failed or cancelled."""
-        return self.status in TERMINAL_STATES
+        return self.status in TERMINAL

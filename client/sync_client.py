@@ -14,8 +14,8 @@ from typing import Any, Self
 from client.async_client import DEFAULT_URL, TokenRelayClient
 from client.backoff import Backoff
 from client.models import JobInfo, SubmittedJob
-from service.event_data import JobEvent
-from service.jobs import JobRequest
+from service.contract.event_data import JobEvent
+from service.contract.jobs import JobRequest
 
 
 class SyncTokenRelayClient:

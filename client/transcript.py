@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from service.event_data import (
+from service.contract.event_data import (
     CancelledEvent,
     DoneEvent,
     FailedEvent,

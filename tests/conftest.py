@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from service.app import create_app
-from service.embedded_redis import RedisClusterServers, RedisServer
-from service.redis_client import AnyRedis, connect
-from service.settings import Settings
+from service.cli.embedded_redis import RedisClusterServers, RedisServer
+from service.contract.settings import Settings
+from service.contract.store.redis_client import AnyRedis, connect
+from service.gateway.app import create_app
 from simulator.cli import start_simulator
 from simulator.config import SimConfig
 from worker.main import serve_worker

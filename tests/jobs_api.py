@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestClient
 
-from service.events import TERMINAL_STATES
+from service.contract.events import TERMINAL
 
 
 async def submit(client: TestClient[Any, Any], prompt: str, **fields: Any) -> dict[str, Any]:
@@ -28,7 +28,7 @@ async def wait_until_ended(
     while True:
         response = await client.get(f"/v1/jobs/{job_id}")
         record: dict[str, Any] = await response.json()
-        if record.get("status") in TERMINAL_STATES:
+        if record.get("status") in TERMINAL:
             return record
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} did not end in {within} s: {record}")

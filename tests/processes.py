@@ -11,8 +11,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.embedded_redis import free_port
-from service.settings import Settings
+from service.cli.embedded_redis import free_port
+from service.contract.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

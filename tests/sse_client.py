@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import aiohttp
 import orjson
 
-from service.events import RESET, TERMINAL, TOKEN
-from worker.sse_decoder import SSEDecoder, SSEEvent
+from service.contract.events import RESET, TERMINAL, TOKEN
+from service.contract.sse_decoder import SSEDecoder, SSEEvent
 
 
 @dataclass

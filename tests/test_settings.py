@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.cli import load_settings
+from service.cli.config import load_settings
 
 
 def test_a_misspelt_setting_stops_the_process_with_its_name(
@@ -33,7 +33,7 @@ def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_job_ids_never_start_like_a_command_line_option() -> None:
-    from service.jobs import is_job_id, new_job_id
+    from service.contract.jobs import is_job_id, new_job_id
 
     ids = [new_job_id() for _ in range(2000)]
     assert all(job_id[0].isalnum() and is_job_id(job_id) for job_id in ids)

@@ -12,15 +12,15 @@ from typing import Any
 
 from redis.backoff import EqualJitterBackoff
 
-from service.errors import Fenced, JobCancelled, UpstreamError, WritesLost
-from service.events import DONE, FAILED
-from service.jobs import JobRecord, now_ms
-from service.keys import dead_letter_key, job_keys, job_record_key
-from service.log_context import log_fields, update_fields
-from service.redis_client import AnyRedis, is_redis_failure
-from service.scripts import Scripts, as_text
-from service.settings import Settings
-from service.tracing import TRACEPARENT, Tracing, trace_id_of
+from service.contract.errors import Fenced, JobCancelled, UpstreamError, WritesLost
+from service.contract.events import DONE, FAILED
+from service.contract.jobs import JobRecord, now_ms
+from service.contract.keys import dead_letter_key, job_keys, job_record_key
+from service.contract.settings import Settings
+from service.contract.store.redis_client import AnyRedis, is_redis_failure
+from service.contract.store.scripts import Scripts, as_text
+from service.contract.telemetry.log_context import log_fields, update_fields
+from service.contract.telemetry.tracing import TRACEPARENT, Tracing, trace_id_of
 from worker.metrics import WorkerMetrics
 from worker.prompts import build_messages
 from worker.upstream import ChatRequest, Finished, TextDelta, UpstreamClient, UsageReport

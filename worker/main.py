@@ -6,13 +6,14 @@ import asyncio
 
 import aiohttp
 
-from service.log_context import log_fields
-from service.log_setup import redact_secrets
-from service.redis_client import connect, warm_up
-from service.redis_metrics import instrument_redis
-from service.scripts import Scripts
-from service.settings import Settings
-from service.tracing import Tracing, setup_tracing
+from service.contract.settings import Settings
+from service.contract.store.redis_client import connect, warm_up
+from service.contract.store.redis_metrics import instrument_redis
+from service.contract.store.scripts import Scripts
+from service.contract.telemetry.log_context import log_fields
+from service.contract.telemetry.log_setup import redact_secrets
+from service.contract.telemetry.tracing import Tracing
+from service.contract.telemetry.tracing_setup import setup_tracing
 from worker.job import JobContext
 from worker.metrics import WorkerMetrics, serve_metrics
 from worker.runner import Worker, default_worker_id

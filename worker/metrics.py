@@ -18,13 +18,12 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
 )
 
-from service.metrics import METRICS_CONTENT_TYPE
-from service.redis_client import AnyRedis
-from service.redis_metrics import QueueMetrics, RedisMetrics
-from service.settings import Settings
+from service.contract.settings import Settings
+from service.contract.store.redis_client import AnyRedis
+from service.contract.store.redis_metrics import QueueMetrics, RedisMetrics
+from service.contract.telemetry.exposition import metrics_response
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +142,6 @@ class WorkerMetrics:
         """Start timing one upstream call."""
         return UpstreamCall(self, self.model_label(model))
 
-    def render(self) -> bytes:
-        """The text exposition format."""
-        return generate_latest(self.registry)
-
 
 class UpstreamCall:
     """One upstream call: its first token, the gaps between pieces, its rate and outcome."""
@@ -207,10 +202,7 @@ async def serve_metrics(
 
     async def handler(request: web.Request) -> web.Response:
         await metrics.queue.refresh(redis)
-        return web.Response(
-            body=metrics.render(),
-            headers={"Content-Type": METRICS_CONTENT_TYPE, "X-Content-Type-Options": "nosniff"},
-        )
+        return metrics_response(metrics.registry)
 
     app = web.Application()
     app.router.add_get("/metrics", handler)

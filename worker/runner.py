@@ -16,19 +16,19 @@ from typing import Any
 import orjson
 from redis.exceptions import ResponseError
 
-from service.errors import BadRequest
-from service.events import RUNNING
-from service.jobs import is_job_id, parse_job_request
-from service.keys import (
+from service.contract.errors import BadRequest
+from service.contract.events import RUNNING
+from service.contract.jobs import is_job_id, parse_job_request
+from service.contract.keys import (
     QUEUE_GROUP,
     QUEUE_PARTITIONS,
     dead_letter_key,
     job_record_key,
     queue_keys,
 )
-from service.redis_client import AnyRedis, is_redis_failure
-from service.scripts import as_text
-from service.submit import create_job
+from service.contract.store.redis_client import AnyRedis, is_redis_failure
+from service.contract.store.scripts import as_text
+from service.contract.store.submit import create_job
 from worker.job import JobContext, Outcome, RunningJob, run_job
 
 log = logging.getLogger(__name__)

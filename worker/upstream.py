@@ -1,6 +1,6 @@
 """Streaming client for OpenAI-compatible ``/chat/completions`` upstreams.
 
-Every failure becomes an :class:`~service.errors.UpstreamError` whose ``code``
+Every failure becomes an :class:`~service.contract.errors.UpstreamError` whose ``code``
 says what happened and whose ``retryable`` says whether another attempt may help:
 
 =======================  =========  ==============================================
@@ -38,9 +38,9 @@ import aiohttp
 import orjson
 from pydantic import SecretStr
 
-from service.errors import UpstreamError
-from service.settings import Settings
-from worker.sse_decoder import SSEDecodeError, SSEDecoder, SSEEvent
+from service.contract.errors import UpstreamError
+from service.contract.settings import Settings
+from service.contract.sse_decoder import SSEDecodeError, SSEDecoder, SSEEvent
 
 _MAX_EVENT_CHARS: Final = 8 * 1024 * 1024
 _MAX_ERROR_BODY: Final = 64 * 1024

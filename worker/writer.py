@@ -15,13 +15,13 @@ from typing import Any
 
 import orjson
 
-from service.errors import Fenced, JobCancelled, WritesLost
-from service.events import TERMINAL, TOKEN
-from service.jobs import now_ms
-from service.keys import job_keys
-from service.redis_client import AnyRedis
-from service.scripts import Scripts, as_text
-from service.settings import Settings
+from service.contract.errors import Fenced, JobCancelled, WritesLost
+from service.contract.events import TERMINAL, TOKEN
+from service.contract.jobs import now_ms
+from service.contract.keys import job_keys
+from service.contract.settings import Settings
+from service.contract.store.redis_client import AnyRedis
+from service.contract.store.scripts import Scripts, as_text
 
 log = logging.getLogger(__name__)
 

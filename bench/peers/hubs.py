@@ -15,7 +15,7 @@ from string import Template
 
 from bench.procstat import children
 from bench.stack import Child, Stack, pinned, wait_http
-from service.embedded_redis import free_port
+from service.cli.embedded_redis import free_port
 
 PEERS = Path(__file__).resolve().parent
 NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")

@@ -15,7 +15,7 @@ from bench.pool import LoadPool
 from bench.procstat import CpuWindow, rss_bytes
 from bench.stack import Stack
 from bench.stats import per, percentile
-from service.keys import job_events_key
+from service.contract.keys import job_events_key
 
 LATE_TOKENS = 4000
 

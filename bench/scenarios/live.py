@@ -26,7 +26,7 @@ from bench.figures import cluster_figures, latency_figures, process_figures, red
 from bench.pool import LoadPool
 from bench.procstat import CpuWindow, PeakRss, rss_bytes
 from bench.stack import Stack
-from service.keys import LANES, PREFIX, lane_tag
+from service.contract.keys import LANES, PREFIX, lane_tag
 
 SAMPLED_VIEWERS = 500
 

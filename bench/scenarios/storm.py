@@ -21,7 +21,7 @@ from bench.pool import LoadPool
 from bench.procstat import CpuWindow
 from bench.stack import Stack
 from bench.stats import percentile
-from service.keys import job_output_key
+from service.contract.keys import job_output_key
 
 STORM_TOKENS = 4000
 STORM_RATE = 400.0

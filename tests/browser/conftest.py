@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from service.embedded_redis import RedisServer
-from service.settings import Settings
+from service.cli.embedded_redis import RedisServer
+from service.contract.settings import Settings
 from simulator.cli import start_simulator
 from simulator.config import SimConfig
 from tests.conftest import make_settings

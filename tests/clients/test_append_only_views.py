@@ -8,9 +8,9 @@ import io
 import pyte
 import pytest
 
-from service.append_only import AppendOnlyText, Diverged
-from service.code_highlight import Highlighter
-from service.terminal_view import PipeView, Progress, TerminalView
+from service.cli.code_highlight import Highlighter
+from service.cli.terminal_view import PipeView, Progress, TerminalView
+from service.contract.append_only import AppendOnlyText, Diverged
 
 
 def test_a_retry_that_repeats_the_written_text_continues_where_it_ran_past_it() -> None:

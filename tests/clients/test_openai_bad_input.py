@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from service.app import create_app
-from service.settings import Settings
+from service.contract.settings import Settings
+from service.gateway.app import create_app
 from tests.clients.openai_sdk import sdk
 from tests.conftest import RunningWorker
 from tests.jobs_api import upstream_requests

@@ -10,7 +10,7 @@ import orjson
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from service.keys import job_record_key
+from service.contract.keys import job_record_key
 from tests.clients.openai_sdk import sdk
 from tests.conftest import RunningWorker
 from tests.jobs_api import upstream_requests, upstream_text, wait_until_ended

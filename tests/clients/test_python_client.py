@@ -21,8 +21,8 @@ from client import (
     TokenRelayClient,
     Transcript,
 )
-from service.events import parse_stream_id
-from service.settings import Settings
+from service.contract.events import parse_stream_id
+from service.contract.settings import Settings
 from tests.conftest import RunningWorker
 from tests.jobs_api import upstream_text
 from tests.processes import gateway_process

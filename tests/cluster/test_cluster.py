@@ -13,12 +13,12 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from service.app import create_app
-from service.embedded_redis import RedisClusterServers
-from service.events import DONE, FAILED, TERMINAL
-from service.keys import job_events_key, queue_keys
-from service.redis_client import AnyRedis
-from service.settings import Settings
+from service.cli.embedded_redis import RedisClusterServers
+from service.contract.events import DONE, FAILED, TERMINAL
+from service.contract.keys import job_events_key, queue_keys
+from service.contract.settings import Settings
+from service.contract.store.redis_client import AnyRedis
+from service.gateway.app import create_app
 from tests.conftest import RunningWorker
 from tests.jobs_api import submit, upstream_requests, upstream_text, wait_until_ended
 from tests.processes import gateway_process, worker_process

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import aiohttp
 
-from service.embedded_redis import free_port
-from service.settings import Settings
+from service.cli.embedded_redis import free_port
+from service.contract.settings import Settings
 from tests.processes import Process, gateway_process, worker_process
 
 

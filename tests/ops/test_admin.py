@@ -12,9 +12,9 @@ import aiohttp
 import orjson
 from aiohttp.test_utils import TestClient
 
-from service.events import DONE, FAILED, RESET
-from service.redis_client import AnyRedis
-from service.settings import Settings
+from service.contract.events import DONE, FAILED, RESET
+from service.contract.settings import Settings
+from service.contract.store.redis_client import AnyRedis
 from tests.conftest import RunningWorker
 from tests.jobs_api import submit, upstream_text, wait_for, wait_until_ended
 from tests.processes import ROOT

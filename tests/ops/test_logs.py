@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 import pytest
 
-from service.settings import Settings
+from service.contract.settings import Settings
 from simulator.cli import start_simulator
 from simulator.config import SimConfig
 from tests.conftest import make_settings

@@ -11,11 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from service.settings import Settings
+from service.contract.settings import Settings
+from service.contract.sse_decoder import SSEDecoder, SSEEvent
 from tests.jobs_api import upstream_requests, wait_for
 from tests.ops.scrape import Scrape, scrape
 from tests.ops.stack import Stack, running_stack, wait_serving
-from worker.sse_decoder import SSEDecoder, SSEEvent
 
 EVENTS_ROUTE = "/v1/jobs/{job_id}/events"
 

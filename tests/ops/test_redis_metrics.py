@@ -6,9 +6,9 @@ from __future__ import annotations
 import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
 
-from service.app import create_app
-from service.embedded_redis import RedisServer
-from service.redis_client import connect
+from service.cli.embedded_redis import RedisServer
+from service.contract.store.redis_client import connect
+from service.gateway.app import create_app
 from tests.conftest import make_settings
 from tests.jobs_api import wait_for
 from tests.ops.scrape import scrape

@@ -16,9 +16,9 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
-from service.embedded_redis import free_port
-from service.redis_client import AnyRedis
-from service.settings import Settings
+from service.cli.embedded_redis import free_port
+from service.contract.settings import Settings
+from service.contract.store.redis_client import AnyRedis
 from tests.ops.scrape import scrape
 from worker.metrics import WorkerMetrics, serve_metrics
 

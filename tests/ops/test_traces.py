@@ -14,11 +14,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from service.app import create_app
-from service.keys import job_record_key
-from service.redis_client import AnyRedis
-from service.tracing import Tracing, setup_tracing, trace_id_of, tracing_requested
-from service.tracing_otel import OtelTracing
+from service.contract.keys import job_record_key
+from service.contract.store.redis_client import AnyRedis
+from service.contract.telemetry.tracing import Tracing, trace_id_of, tracing_requested
+from service.contract.telemetry.tracing_otel import OtelTracing
+from service.contract.telemetry.tracing_setup import setup_tracing
+from service.gateway.app import create_app
 from simulator.cli import start_simulator
 from simulator.config import SimConfig
 from tests.conftest import make_settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.embedded_redis import RedisServer
+from service.cli.embedded_redis import RedisServer
 
 
 @pytest.fixture(params=["single", "cluster"])

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from service.keys import job_record_key
+from service.contract.keys import job_record_key
 from tests.jobs_api import submit, upstream_requests
 
 BAD_SUBMITS: list[tuple[str, Any, dict[str, str], int, str]] = [
@@ -68,7 +68,7 @@ async def test_unknown_model_is_rejected_when_models_are_configured(
 ) -> None:
     from aiohttp.test_utils import TestServer
 
-    from service.app import create_app
+    from service.gateway.app import create_app
 
     restricted = settings.model_copy(update={"models": ["tokenrelay-sim"]})
     async with TestClient(TestServer(await create_app(restricted, redis))) as client:

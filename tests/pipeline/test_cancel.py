@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestClient
 
-from service.events import CANCELLED, TOKEN
+from service.contract.events import CANCELLED, TOKEN
 from tests.conftest import RunningWorker
 from tests.jobs_api import submit, upstream_requests, wait_for, wait_until_ended
 from tests.sse_client import read_stream

@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp_sse import EventSourceResponse
 
-from service.direct_write import direct_sink, http_chunk
+from service.gateway.fanout.direct_write import direct_sink, http_chunk
 
 
 async def test_direct_and_awaited_writes_interleave_into_one_exact_body() -> None:

@@ -14,11 +14,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from service.app import create_app
-from service.fanout import FeedHub
-from service.keys import job_events_key
-from service.settings import Settings
-from service.state import STATE
+from service.contract.keys import job_events_key
+from service.contract.settings import Settings
+from service.gateway.app import create_app
+from service.gateway.fanout.hub import FeedHub
+from service.gateway.state import STATE
 from tests.conftest import RunningWorker
 from tests.jobs_api import submit, upstream_text, wait_for
 from tests.sse_client import ResumingViewer, read_stream, text_of
@@ -108,8 +108,10 @@ async def test_a_viewer_that_stops_reading_is_cut_off_and_others_get_everything(
     key = job_events_key(job_id)
     await redis.xadd(key, {"t": "status", "d": '{"status":"running","attempt":1}'})
     hub = FeedHub(redis, viewer_limit=8)
-    slow, _, _ = await hub.subscribe(job_id)
-    fast, cursor, _ = await hub.subscribe(job_id)
+    slow_subscription = await hub.subscribe(job_id)
+    fast_subscription = await hub.subscribe(job_id)
+    slow, fast = slow_subscription.viewer, fast_subscription.viewer
+    cursor = fast_subscription.cursor
     received = []
 
     async def drain_fast() -> None:
@@ -132,8 +134,8 @@ async def test_a_viewer_that_stops_reading_is_cut_off_and_others_get_everything(
     assert received[0].prev == cursor
     assert all(a.last == b.prev for a, b in itertools.pairwise(received))
     draining.cancel()
-    hub.unsubscribe(slow)
-    hub.unsubscribe(fast)
+    hub.unsubscribe(slow_subscription)
+    hub.unsubscribe(fast_subscription)
     await hub.stop()
 
 
@@ -150,21 +152,20 @@ async def test_idle_stream_gets_pings(gateway: TestClient[Any, Any]) -> None:
 def test_sweeper_pings_quiet_viewers_and_drops_stuck_writes() -> None:
     """One sweeper replaces a timer per viewer: pings after a quiet spell, and a write stuck
     longer than the send timeout (or still stuck after the viewer was cut off) is aborted."""
-    from service.fanout import JobFeed, Viewer
+    from service.gateway.fanout.viewer import Viewer
 
     aborted: list[str] = []
-    feed = JobFeed.__new__(JobFeed)
-    quiet = Viewer(feed=feed, limit=8, last_write=100.0)
+    quiet = Viewer(limit=8, last_write=100.0)
     quiet.sweep(now=116.0, ping_seconds=15.0, send_timeout=30.0)
     assert quiet.needs_ping and quiet.wake.is_set()
 
-    stuck = Viewer(feed=feed, limit=8, write_started=100.0, abort=lambda: aborted.append("x"))
+    stuck = Viewer(limit=8, write_started=100.0, abort=lambda: aborted.append("x"))
     stuck.sweep(now=129.0, ping_seconds=15.0, send_timeout=30.0)
     assert aborted == []
     stuck.sweep(now=131.0, ping_seconds=15.0, send_timeout=30.0)
     assert aborted == ["x"]
 
-    cut = Viewer(feed=feed, limit=8, write_started=100.0, overflowed=True,
+    cut = Viewer(limit=8, write_started=100.0, overflowed=True,
                  abort=lambda: aborted.append("cut"))  # fmt: skip
     cut.sweep(now=100.5, ping_seconds=15.0, send_timeout=30.0)
     assert aborted == ["x", "cut"]

@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service.events import DONE, TOKEN
-from service.settings import Settings
+from service.contract.events import DONE, TOKEN
+from service.contract.settings import Settings
 from tests.conftest import RunningWorker
 from tests.jobs_api import submit, upstream_requests, upstream_text, wait_for, wait_until_ended
 from tests.processes import gateway_process, worker_process

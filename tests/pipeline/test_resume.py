@@ -11,11 +11,11 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service.events import DONE, TOKEN
+from service.contract.events import DONE, TOKEN
+from service.contract.sse_decoder import SSEEvent
 from tests.conftest import RunningWorker
 from tests.jobs_api import submit, upstream_text, wait_for, wait_until_ended
 from tests.sse_client import ResumingViewer, read_stream, text_of
-from worker.sse_decoder import SSEEvent
 
 
 @pytest.mark.parametrize("via_query", [False, True], ids=["header", "query"])
@@ -82,8 +82,8 @@ async def test_resume_from_an_entry_inside_a_merged_replay_event_is_exact(
 ) -> None:  # fmt: skip
     """Replay merges token entries into one event; resuming from any entry it merged (an id
     another gateway or a live reader may have sent) still continues exactly."""
-    from service.keys import job_events_key
-    from service.state import STATE
+    from service.contract.keys import job_events_key
+    from service.gateway.state import STATE
 
     job = await submit(gateway, "java class\n#sim tokens=60 rate=0")
     await wait_until_ended(gateway, job["id"])

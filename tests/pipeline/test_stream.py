@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestClient
 
-from service.events import DONE, STATUS, TOKEN
+from service.contract.events import DONE, STATUS, TOKEN
 from tests.conftest import RunningWorker
 from tests.jobs_api import submit, upstream_text, wait_until_ended
 from tests.sse_client import read_stream, text_of
@@ -46,8 +46,8 @@ async def test_every_event_carries_its_stream_entry_id(
 
 
 async def worker_stream_ids(gateway: TestClient[Any, Any], job_id: str) -> list[str]:
-    from service.keys import job_events_key
-    from service.state import STATE
+    from service.contract.keys import job_events_key
+    from service.gateway.state import STATE
 
     redis = gateway.app[STATE].redis
     return [entry_id.decode() for entry_id, _ in await redis.xrange(job_events_key(job_id))]

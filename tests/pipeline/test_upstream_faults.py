@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service.events import DONE, FAILED, RESET
+from service.contract.events import DONE, FAILED, RESET
 from tests.conftest import RunningWorker
 from tests.jobs_api import submit, upstream_requests, upstream_text, wait_until_ended
 from tests.sse_client import read_stream, text_of

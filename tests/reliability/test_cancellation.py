@@ -12,10 +12,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from service.app import create_app
-from service.embedded_redis import RedisServer
-from service.redis_client import connect
-from service.settings import Settings
+from service.cli.embedded_redis import RedisServer
+from service.contract.settings import Settings
+from service.contract.store.redis_client import connect
+from service.gateway.app import create_app
 from tests.conftest import RunningWorker
 from tests.jobs_api import upstream_text, wait_until_ended
 from tests.sse_client import read_stream, text_of

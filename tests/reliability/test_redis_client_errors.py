@@ -13,7 +13,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError
 
-from service.redis_client import is_redis_failure
+from service.contract.store.redis_client import is_redis_failure
 
 
 async def test_transport_error_leaking_from_redis_py_is_a_redis_failure() -> None:

@@ -9,10 +9,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from service.app import create_app
-from service.embedded_redis import RedisServer
-from service.events import DONE, TOKEN
-from service.redis_client import AnyRedis, connect
+from service.cli.embedded_redis import RedisServer
+from service.contract.events import DONE, TOKEN
+from service.contract.store.redis_client import AnyRedis, connect
+from service.gateway.app import create_app
 from tests.conftest import RunningWorker, make_settings
 from tests.jobs_api import submit, upstream_text, wait_for, wait_until_ended
 from tests.sse_client import ResumingViewer, read_stream

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from service.app import create_app
-from service.redis_client import AnyRedis
-from service.settings import Settings
+from service.contract.settings import Settings
+from service.contract.store.redis_client import AnyRedis
+from service.gateway.app import create_app
 
 
 async def test_a_submit_no_replica_confirms_is_refused_but_kept(

@@ -8,9 +8,9 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from service.app import create_app
-from service.keys import job_events_key, job_output_key, job_record_key, queue_keys
-from service.settings import Settings
+from service.contract.keys import job_events_key, job_output_key, job_record_key, queue_keys
+from service.contract.settings import Settings
+from service.gateway.app import create_app
 from tests.conftest import RunningWorker
 from tests.jobs_api import submit, wait_for, wait_until_ended
 

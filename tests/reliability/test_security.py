@@ -14,11 +14,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from service.app import create_app
-from service.frames import Entry, encode
-from service.settings import Settings
-from service.state import STATE
-from worker.sse_decoder import SSEDecoder
+from service.contract.settings import Settings
+from service.contract.sse_decoder import SSEDecoder
+from service.gateway.app import create_app
+from service.gateway.fanout.frames import Entry, encode
+from service.gateway.state import STATE
 
 KEY = "sk-test-key-1"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from service.redis_client import AnyRedis
-from service.settings import Settings
+from service.contract.settings import Settings
+from service.contract.store.redis_client import AnyRedis
 from tests.conftest import RunningWorker
 from tests.jobs_api import upstream_text
 from tests.processes import gateway_process

@@ -11,9 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from service.events import DONE, RESET, TOKEN
-from service.keys import QUEUE_GROUP, dead_letter_key, queue_keys
-from service.settings import Settings
+from service.contract.events import DONE, RESET, TOKEN
+from service.contract.keys import QUEUE_GROUP, dead_letter_key, queue_keys
+from service.contract.settings import Settings
 from tests.conftest import RunningWorker
 from tests.jobs_api import submit, upstream_requests, wait_for, wait_until_ended
 from tests.processes import worker_process

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.sse_decoder import SSEDecodeError, SSEDecoder, SSEEvent
+from service.contract.sse_decoder import SSEDecodeError, SSEDecoder, SSEEvent
 
 
 def decode(*chunks: bytes) -> list[SSEEvent]:

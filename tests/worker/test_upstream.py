@@ -18,8 +18,8 @@ from aiohttp import web
 from pydantic import SecretStr
 from pytest_aiohttp import AiohttpServer
 
-from service.errors import UpstreamError
-from service.settings import Settings
+from service.contract.errors import UpstreamError
+from service.contract.settings import Settings
 from worker.upstream import (
     ChatRequest,
     Finished,

@@ -1,0 +1,166 @@
+"""Submitting jobs: create the record and first event, then enqueue. Used by the gateway and by
+backends that submit from Python without holding an HTTP connection.
+
+Queue entry format (``XADD tr:{q<n>}:queue * ...`` on any partition ``n``), for backends that
+write to Redis directly:
+
+- ``job`` = an existing job id whose record was created with :func:`create_job`, or
+- ``request`` = the job request as JSON (same fields as ``POST /v1/jobs``) and optionally
+  ``job`` = the id to create it under; the worker validates it and creates the record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import orjson
+
+from service.contract.errors import Conflict, Unavailable
+from service.contract.events import QUEUED
+from service.contract.jobs import JobRequest, new_job_id, now_ms
+from service.contract.keys import idempotency_key, job_keys, job_record_key, queue_key_for
+from service.contract.settings import Settings
+from service.contract.store.redis_client import AnyRedis
+from service.contract.store.replication import wait_for_replicas
+from service.contract.store.scripts import Scripts, as_text
+from service.contract.telemetry.tracing import TRACEPARENT
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmittedJob:
+    """The outcome of a submit; ``created`` is false when an idempotent retry found the job."""
+
+    id: str
+    created: bool
+
+
+def _model_for(request: JobRequest, settings: Settings) -> str:
+    return request.model or settings.model
+
+
+async def create_job(
+    redis: AnyRedis,
+    scripts: Scripts,
+    settings: Settings,
+    request: JobRequest,
+    job_id: str,
+    *,
+    traceparent: str | None = None,
+) -> bool:
+    """Create the job's record and its ``status: queued`` event; false if it already exists.
+
+    ``traceparent`` (W3C) is stored with the record so the worker continues the job's trace.
+    """
+    fields: list[str | int] = [
+        "id", job_id,
+        "status", QUEUED,
+        "created_at", now_ms(),
+        "model", _model_for(request, settings),
+        "language", request.language or "",
+        "request", request.model_dump_json(exclude_none=True),
+    ]  # fmt: skip
+    if traceparent is not None:
+        fields += [TRACEPARENT, traceparent]
+    status_data = orjson.dumps({"status": QUEUED, "attempt": 0}).decode()
+    ttl = max(settings.retention_seconds, settings.unfinished_job_seconds)
+    created = await scripts.create_job(
+        keys=job_keys(job_id), args=[ttl, status_data, *fields], client=redis
+    )
+    return created is not None
+
+
+async def enqueue(redis: AnyRedis, job_id: str) -> None:
+    """Put an existing job on the queue (a retried XADD at worst enqueues it twice, which the
+    worker detects)."""
+    await redis.xadd(queue_key_for(job_id), {"job": job_id})
+
+
+async def submit_job(
+    redis: AnyRedis,
+    scripts: Scripts,
+    settings: Settings,
+    request: JobRequest,
+    *,
+    idempotency_key_value: str | None = None,
+    owner: str = "",
+    traceparent: str | None = None,
+) -> SubmittedJob:
+    """Create and enqueue a job; with an idempotency key, a repeat returns the first job.
+
+    A repeat with the same key but a different request is a :class:`Conflict`.
+    """
+    job_id = new_job_id()
+    idem_key: str | None = None
+    if idempotency_key_value is not None:
+        idem_key, claimed = await _claim_idempotency(
+            redis, settings, owner, idempotency_key_value, request, job_id
+        )
+        if claimed is not None:
+            if await redis.hget(job_record_key(claimed), "status") == QUEUED.encode():
+                await enqueue(redis, claimed)  # the first submit may have failed to enqueue
+            await _replicated(redis, settings, claimed, idem_key)
+            return SubmittedJob(id=claimed, created=False)
+    try:
+        await create_job(redis, scripts, settings, request, job_id, traceparent=traceparent)
+    except BaseException:
+        if idem_key is not None:  # nothing was created: the key is free again
+            await redis.delete(idem_key)
+        raise
+    # Once the job exists the key stays: a client retry after a failed enqueue finds the job
+    # and enqueues it again (the worker drops duplicate entries).
+    await enqueue(redis, job_id)
+    await _replicated(redis, settings, job_id, idem_key)
+    return SubmittedJob(id=job_id, created=True)
+
+
+async def _replicated(
+    redis: AnyRedis, settings: Settings, job_id: str, idem_key: str | None
+) -> None:
+    """With ``SUBMIT_WAIT_REPLICAS``, answer only once that many replicas hold the job (and
+    the idempotency key that finds it again)."""
+    wanted = settings.submit_wait_replicas
+    if not wanted:
+        return
+    keys = [job_record_key(job_id), queue_key_for(job_id)]
+    if idem_key is not None:
+        keys.append(idem_key)
+    acked = await wait_for_replicas(redis, keys, wanted, settings.submit_wait_timeout_ms)
+    if acked < wanted:
+        log.warning("job not replicated in time", extra={"job_id": job_id, "replicas": acked})
+        raise Unavailable(
+            f"job {job_id} was stored but only {acked} of {wanted} replicas confirmed it within "
+            f"{settings.submit_wait_timeout_ms} ms; it may still run. Retry with the same "
+            "Idempotency-Key to get this job, not a second one",
+            code="replication_timeout",
+        )
+
+
+async def _claim_idempotency(
+    redis: AnyRedis,
+    settings: Settings,
+    owner: str,
+    key_value: str,
+    request: JobRequest,
+    job_id: str,
+) -> tuple[str, str | None]:
+    """Reserve the key for ``job_id``; return the job id a previous submit stored, if any."""
+    digest = hashlib.sha256(f"{owner}\0{key_value}".encode()).hexdigest()
+    body_digest = hashlib.sha256(request.model_dump_json().encode()).hexdigest()[:32]
+    key = idempotency_key(digest)
+    stored = f"{job_id}:{body_digest}"
+    if await redis.set(key, stored, nx=True, ex=settings.idempotency_seconds):
+        return key, None
+    previous = await redis.get(key)
+    if previous is None:  # expired between the two calls: treat as new
+        await redis.set(key, stored, ex=settings.idempotency_seconds)
+        return key, None
+    previous_id, _, previous_digest = as_text(previous).partition(":")
+    if previous_digest != body_digest:
+        raise Conflict(
+            "this Idempotency-Key was used with a different request", code="idempotency_conflict"
+        )
+    return key, previous_id

@@ -1,0 +1,56 @@
+"""Viewer tokens: HMAC-signed, expiring, read-only capabilities scoped to one job."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+
+from service.contract.errors import Forbidden
+from service.contract.keys import signing_secret_key
+from service.contract.store.redis_client import AnyRedis
+
+
+class ViewerTokens:
+    """Issues and checks ``<expiry>.<signature>`` tokens for ``GET .../events`` and the record."""
+
+    def __init__(self, secret: bytes, ttl_seconds: int) -> None:
+        self._secret = secret
+        self._ttl = ttl_seconds
+
+    def issue(self, job_id: str, *, now: float | None = None) -> str:
+        """A token that opens ``job_id`` (and nothing else) until it expires."""
+        expires = int((now if now is not None else time.time()) + self._ttl)
+        return f"{expires}.{self._sign(job_id, expires)}"
+
+    def check(self, job_id: str, token: str, *, now: float | None = None) -> None:
+        """Raise :class:`Forbidden` unless ``token`` is a valid, unexpired token for ``job_id``."""
+        expires_text, _, signature = token.partition(".")
+        if not expires_text.isdigit() or not signature:
+            raise Forbidden("malformed viewer token", code="invalid_token")
+        expected = self._sign(job_id, int(expires_text))
+        if not hmac.compare_digest(expected, signature):
+            raise Forbidden("the viewer token does not open this job", code="invalid_token")
+        if int(expires_text) < (now if now is not None else time.time()):
+            raise Forbidden("the viewer token has expired", code="token_expired")
+
+    def _sign(self, job_id: str, expires: int) -> str:
+        mac = hmac.new(self._secret, f"view:{job_id}:{expires}".encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()[:20]).decode().rstrip("=")
+
+
+async def shared_secret(redis: AnyRedis, configured: bytes | None) -> bytes:
+    """The signing secret: the configured one, else one generated once and kept in Redis.
+
+    Keeping it in Redis lets every gateway of a deployment check every other's tokens
+    without configuration.
+    """
+    if configured:
+        return configured
+    await redis.set(signing_secret_key(), secrets.token_hex(32), nx=True)
+    stored = await redis.get(signing_secret_key())
+    if stored is None:
+        raise RuntimeError("the viewer-token secret vanished from Redis right after it was set")
+    return stored if isinstance(stored, bytes) else stored.encode()

@@ -1,0 +1,132 @@
+"""Who may call from where, and how often: CORS allow-list, per-client rate limits and
+open-stream limits."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aiohttp import web
+
+from service.contract.errors import RateLimited
+from service.contract.keys import rate_limit_key
+from service.contract.settings import Settings
+from service.contract.store.redis_client import AnyRedis
+from service.gateway.api.errors import Handler, error_response
+
+_CORS_METHODS = "GET, POST, DELETE, OPTIONS"
+_CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"
+_CORS_EXPOSE = (
+    "Location, Retry-After, Idempotent-Replayed, X-TokenRelay-Job-Id, X-TokenRelay-Events-Url, "
+    "X-TokenRelay-Job-Url, X-TokenRelay-Viewer-Token"
+)
+
+
+def client_address(request: web.Request, settings: Settings) -> str:
+    """The caller's address; behind a trusted proxy, the last ``X-Forwarded-For`` entry (the
+    one that proxy appended: earlier entries are whatever the client sent)."""
+    if settings.trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        last = forwarded.split(",")[-1].strip()
+        if last:
+            return last
+    return request.remote or "unknown"
+
+
+def _same_origin(request: web.Request, origin: str) -> bool:
+    return origin in (f"{request.scheme}://{request.host}", f"http://{request.host}",
+                      f"https://{request.host}")  # fmt: skip
+
+
+def install_cors(app: web.Application, settings: Settings) -> web.middleware:  # type: ignore[valid-type]
+    """Refuse calls from origins not allowed; give allowed origins CORS headers on every
+    response, including errors and event streams (added as the response is prepared, since a
+    stream's headers go out before its handler returns). Returns the middleware to install
+    outermost."""
+    allowed = frozenset(settings.cors_origins)
+
+    def cross_origin(request: web.Request) -> str | None:
+        origin = request.headers.get("Origin")
+        if origin is None or _same_origin(request, origin):
+            return None
+        return origin
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = cross_origin(request)
+        if origin is None:
+            return await handler(request)
+        if origin not in allowed:
+            return error_response(
+                403, "origin_not_allowed", f"origin {origin[:100]!r} is not allowed"
+            )
+        if request.method == "OPTIONS":
+            return web.Response(status=204)
+        return await handler(request)
+
+    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        origin = cross_origin(request)
+        if origin is None or origin not in allowed:
+            return
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+        response.headers["Access-Control-Allow-Methods"] = _CORS_METHODS
+        response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
+        response.headers["Access-Control-Expose-Headers"] = _CORS_EXPOSE
+        response.headers["Access-Control-Max-Age"] = "600"
+
+    app.on_response_prepare.append(add_headers)
+    return cors
+
+
+class RateLimiter:
+    """Fixed-window counters in Redis, so every gateway enforces one shared limit."""
+
+    def __init__(self, redis: AnyRedis, window_seconds: int = 60) -> None:
+        self._redis = redis
+        self._window = window_seconds
+
+    async def check(self, scope: str, who: str, limit: int) -> None:
+        """Count one request of ``who``; raise :class:`RateLimited` past ``limit`` per window."""
+        if limit <= 0:
+            return
+        now = time.time()
+        window = int(now // self._window)
+        digest = hashlib.sha256(who.encode()).hexdigest()[:16]  # no raw keys in key names
+        key = rate_limit_key(scope, digest, window)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, self._window * 2, nx=True)
+            count, _ = await pipe.execute()
+        if int(count) > limit:
+            retry_after = (window + 1) * self._window - now
+            raise RateLimited(
+                f"more than {limit} {scope} requests per {self._window} s",
+                retry_after=retry_after,
+            )
+
+
+class StreamSlots:
+    """Open event streams per client address in this process."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._open: Counter[str] = Counter()
+
+    @contextmanager
+    def hold(self, who: str) -> Iterator[None]:
+        """Occupy a slot for the duration of a stream; 429 when the client has too many."""
+        if self._limit and self._open[who] >= self._limit:
+            raise RateLimited(
+                f"more than {self._limit} open event streams from one client", retry_after=5
+            )
+        self._open[who] += 1
+        try:
+            yield
+        finally:
+            self._open[who] -= 1
+            if not self._open[who]:
+                del self._open[who]

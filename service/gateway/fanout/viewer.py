@@ -1,0 +1,89 @@
+"""One connected viewer as the feed sees it: its position, its bounded queue of batches, and
+the direct write that skips the queue while it keeps up."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from service.contract.events import ZERO_ID, StreamId
+from service.gateway.fanout.batch import Batch
+from service.gateway.fanout.direct_write import DirectSink
+
+
+@dataclass(eq=False, slots=True)
+class Viewer:
+    """One connected viewer: its position, and its bounded queue of batches.
+
+    While the viewer's task is idle (everything up to ``position`` sent, nothing queued) and
+    its socket keeps up, the feed writes a new batch for it directly (``sink``) instead of
+    queueing it and waking the task: see ``service/direct_write.py``.
+    """
+
+    limit: int
+    batches: deque[Batch] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    overflowed: bool = False
+    closed_reason: str | None = None
+    # The last entry the client has been sent; moved by whoever writes (task or feed).
+    position: StreamId = ZERO_ID
+    idle: bool = False  # its task waits for a wake with nothing left to write
+    finished: bool = False  # the terminal batch went out through a direct write
+    sink: DirectSink | None = None
+    on_direct_write: Callable[[bytes], None] | None = None
+    direct_bytes: int = 0
+    # Kept by the viewer's writer and read by the hub's sweeper.
+    last_write: float = field(default_factory=time.monotonic)
+    write_started: float | None = None
+    needs_ping: bool = False
+    abort: Callable[[], None] | None = None
+
+    def offer(self, batch: Batch, now: float) -> None:
+        """Write a batch now if the viewer is caught up, else queue it; a viewer that falls
+        ``limit`` batches behind is cut off."""
+        if (
+            self.idle
+            and batch.prev == self.position
+            and not self.batches
+            and not self.overflowed
+            and self.closed_reason is None
+            and self.sink is not None
+            and self.sink.write(batch.chunk)
+        ):
+            self.position = batch.last
+            self.last_write = now
+            self.direct_bytes += len(batch.frames)
+            if self.on_direct_write is not None:
+                self.on_direct_write(batch.frames)
+            if batch.terminal:
+                self.finished = True
+                self.wake.set()
+            return
+        if self.overflowed:
+            return
+        if len(self.batches) >= self.limit:
+            self.overflowed = True
+            self.batches.clear()
+        else:
+            self.batches.append(batch)
+        self.wake.set()
+
+    def close(self, reason: str) -> None:
+        """End this viewer's stream (shutdown, feed ended without a terminal event)."""
+        self.closed_reason = reason
+        self.wake.set()
+
+    def sweep(self, now: float, ping_seconds: float, send_timeout: float) -> None:
+        """Ask for a ping after a quiet spell; drop a connection whose write is stuck (a
+        stalled client, or a cut-off one still blocked in its last write)."""
+        if self.write_started is not None:
+            stuck = now - self.write_started
+            if (stuck > send_timeout or self.overflowed) and self.abort is not None:
+                self.abort()
+            return
+        if now - self.last_write >= ping_seconds and not self.needs_ping:
+            self.needs_ping = True
+            self.wake.set()

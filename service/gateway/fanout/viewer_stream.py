@@ -1,0 +1,166 @@
+"""One viewer's stream: replay from Redis after its position, then the shared live feed.
+
+The hand-over is exact because the viewer joins the feed *before* replaying: the feed
+reports its cursor ``C`` at that instant and delivers every batch after ``C`` to the viewer.
+The viewer replays ``(position, C]`` from Redis, then takes the feed's batches, skipping
+what it already has and splitting a batch that straddles its position. Its position only
+moves forward, so nothing is sent twice and nothing is skipped. Once caught up, the feed
+writes batches that start exactly at the position straight to the socket (``Viewer.offer``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from service.contract.events import RESET, ZERO_ID, StreamId, format_stream_id
+from service.contract.keys import job_events_key
+from service.contract.store.redis_client import AnyRedis
+from service.gateway.fanout.direct_write import DirectSink
+from service.gateway.fanout.feed import JobFeed
+from service.gateway.fanout.frames import PING, encode, frame
+from service.gateway.fanout.hub import FeedHub
+from service.gateway.fanout.replay import replay_pages
+from service.gateway.fanout.viewer import Viewer
+
+log = logging.getLogger(__name__)
+
+
+Write = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class StreamOutcome:
+    """How a viewer's stream ended, for logs and metrics."""
+
+    reason: str  # "terminal", "slow_viewer", "shutdown", "feed_ended"
+    events_bytes: int
+
+
+async def position_known(redis: AnyRedis, job_id: str, position: StreamId) -> bool:
+    """Whether the job's stream holds the entry a viewer resumes after."""
+    if position == ZERO_ID:
+        return True
+    text = format_stream_id(position)
+    return bool(await redis.xrange(job_events_key(job_id), text, text, count=1))
+
+
+async def stream_to_viewer(
+    redis: AnyRedis,
+    hub: FeedHub,
+    job_id: str,
+    position: StreamId,
+    write: Write,
+    *,
+    abort: Callable[[], None],
+    sink: DirectSink | None = None,
+    on_direct_write: Callable[[bytes], None] | None = None,
+    terminal_id: StreamId | None = None,
+) -> StreamOutcome:
+    """Send the viewer every event after ``position`` until the job's terminal event.
+
+    ``abort`` drops the connection: the hub's sweeper calls it for a viewer whose write has
+    been stuck too long. With a ``sink``, live batches may be written by the feed directly
+    (``on_direct_write`` is told of each); everything else goes through ``write``.
+    ``terminal_id`` is the job record's terminal entry, if it has ended.
+    """
+    sent = 0
+    viewer: Viewer | None = None
+
+    async def send(data: bytes) -> None:
+        nonlocal sent
+        sent += len(data)
+        if viewer is None:
+            await write(data)
+            return
+        viewer.write_started = time.monotonic()
+        await write(data)
+        viewer.write_started = None
+        viewer.last_write = time.monotonic()
+
+    if not await position_known(redis, job_id, position):
+        # The position is not in the stream (lost in Redis, or never there): say so, and
+        # replay the whole job after an explicit reset instead of leaving a silent gap.
+        await send(frame(position, RESET, b'{"attempt":0,"reason":"unknown_position"}'))
+        position = ZERO_ID
+    subscription = await hub.subscribe(job_id, terminal_id)
+    viewer, cursor = subscription.viewer, subscription.cursor
+    viewer.abort = abort
+    viewer.sink = sink
+    viewer.on_direct_write = on_direct_write
+    try:
+        if position < cursor:
+            finished = await _replay(redis, subscription.feed, position, cursor, send)
+            position = cursor
+            if finished:
+                return StreamOutcome("terminal", sent)
+        elif subscription.ended:
+            return StreamOutcome("terminal", sent)
+        viewer.position = position
+        return await _follow(viewer, send, lambda: sent + viewer.direct_bytes)
+    finally:
+        hub.unsubscribe(subscription)
+
+
+async def _replay(
+    redis: AnyRedis, feed: JobFeed, after: StreamId, until: StreamId, send: Write
+) -> bool:
+    """Send entries ``(after, until]`` merged; true if the job's terminal entry was among them.
+
+    From the feed's memory when it holds them, else from Redis in pages.
+    """
+    cached = feed.replay(after, until)
+    if cached is not None:
+        frames, terminal = cached
+        if frames:
+            await send(frames)
+        return terminal
+    async for entries in replay_pages(redis, feed, after, until):
+        await send(encode(entries))
+        if entries[-1].terminal:
+            return True
+    return False
+
+
+async def _follow(viewer: Viewer, send: Write, sent: Callable[[], int]) -> StreamOutcome:
+    """Write the feed's batches after the viewer's position; ping when the hub's sweeper asks
+    (only after a quiet spell). No timer per wait or per write: one sweeper serves all
+    viewers. While this waits, the feed may write batches for it (``Viewer.offer``)."""
+    while True:
+        if not (viewer.batches or viewer.overflowed or viewer.needs_ping or viewer.finished) and (
+            viewer.closed_reason is None
+        ):
+            viewer.wake.clear()
+            viewer.idle = True
+            try:
+                await viewer.wake.wait()
+            finally:
+                viewer.idle = False
+        if viewer.finished:
+            return StreamOutcome("terminal", sent())
+        if viewer.overflowed:
+            return StreamOutcome("slow_viewer", sent())
+        if viewer.needs_ping and not viewer.batches:
+            viewer.needs_ping = False
+            await send(PING)
+            continue
+        chunks: list[bytes] = []
+        terminal = False
+        while viewer.batches:
+            batch = viewer.batches.popleft()
+            data = batch.after(viewer.position)
+            if data:
+                chunks.append(data)
+            viewer.position = max(viewer.position, batch.last)
+            if batch.terminal:
+                terminal = True
+                break
+        if chunks:
+            # A viewer's pending frames go out in one write.
+            await send(b"".join(chunks))
+        if terminal:
+            return StreamOutcome("terminal", sent())
+        if viewer.closed_reason is not None and not viewer.batches:
+            return StreamOutcome(viewer.closed_reason, sent())

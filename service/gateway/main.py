@@ -1,0 +1,44 @@
+"""Serving the gateway until a stop signal, then shutting down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from service.contract.settings import Settings
+from service.contract.store.redis_client import connect, warm_up
+from service.gateway.app import create_app
+
+log = logging.getLogger(__name__)
+
+
+async def serve_gateway(settings: Settings, stop: asyncio.Event) -> None:
+    """Listen on ``host:port`` until ``stop`` is set.
+
+    On stop, aiohttp stops accepting, the app's shutdown hook ends every viewer stream (so
+    clients reconnect elsewhere), then in-flight requests get ``shutdown_grace_seconds``.
+    """
+    redis = connect(settings.required_redis_url)
+    try:
+        await warm_up(redis)
+        app = await create_app(settings, redis)
+        runner = web.AppRunner(
+            app,
+            handler_cancellation=True,
+            shutdown_timeout=settings.shutdown_grace_seconds,
+            access_log=None,
+        )
+        await runner.setup()
+        # A deep accept queue: a reconnect storm arrives all at once.
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=4096)
+        await site.start()
+        log.info("gateway listening", extra={"url": f"http://{settings.host}:{settings.port}"})
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+    finally:
+        await redis.aclose()
+    log.info("gateway stopped")

@@ -1,0 +1,104 @@
+"""What the OpenAI endpoints share with the native API: submitting a job with the same auth,
+limits and idempotency, the job's links as response headers, reading a job's record, and an
+SSE response with bounded writes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from service.contract.errors import Unavailable
+from service.contract.jobs import JobRequest
+from service.contract.store.submit import submit_job
+from service.gateway.api.submit import check_submit_rate, idempotency_key_header
+from service.gateway.auth import require_api_key
+from service.gateway.state import STATE, GatewayState
+
+log = logging.getLogger(__name__)
+
+JOB_ID_HEADER = "X-TokenRelay-Job-Id"
+EVENTS_URL_HEADER = "X-TokenRelay-Events-Url"
+JOB_URL_HEADER = "X-TokenRelay-Job-Url"
+VIEWER_TOKEN_HEADER = "X-TokenRelay-Viewer-Token"
+
+
+@dataclass(frozen=True, slots=True)
+class StartedJob:
+    """A job submitted for an OpenAI call, with the headers that lead to it natively."""
+
+    id: str
+    model: str
+    headers: dict[str, str]
+
+
+def check_submitter(request: web.Request) -> str:
+    """Auth as for ``POST /v1/jobs``: the caller's key id (``anonymous`` with auth off)."""
+    return require_api_key(request, request.app[STATE].settings)
+
+
+async def start_job(request: web.Request, owner: str, job_request: JobRequest) -> StartedJob:
+    """Submit ``job_request`` as ``POST /v1/jobs`` would (rate limits, ``Idempotency-Key``)."""
+    state = request.app[STATE]
+    await check_submit_rate(request, state, owner)
+    job = await submit_job(
+        state.redis, state.scripts, state.settings, job_request,
+        idempotency_key_value=idempotency_key_header(request), owner=owner,
+    )  # fmt: skip
+    if job.created:
+        state.metrics.jobs_submitted.inc()
+        log.info("job submitted", extra={"job_id": job.id, "owner": owner, "api": request.path})
+    model = job_request.model or state.settings.model
+    return StartedJob(id=job.id, model=model, headers=job_headers(state, job.id))
+
+
+def job_headers(state: GatewayState, job_id: str) -> dict[str, str]:
+    """Where the job is in the native API: id, events URL (with a viewer token), record."""
+    token = state.tokens.issue(job_id)
+    return {
+        JOB_ID_HEADER: job_id,
+        EVENTS_URL_HEADER: f"/v1/jobs/{job_id}/events?token={token}",
+        JOB_URL_HEADER: f"/v1/jobs/{job_id}",
+        VIEWER_TOKEN_HEADER: token,
+    }
+
+
+def check_streaming_allowed(state: GatewayState) -> None:
+    """New streams are refused while the gateway shuts down."""
+    if state.shutting_down:
+        raise Unavailable("the gateway is shutting down; reconnect", code="shutting_down")
+
+
+class EventStream:
+    """An SSE response whose every write must be taken within the send timeout."""
+
+    def __init__(self, request: web.Request, headers: dict[str, str]) -> None:
+        self._request = request
+        self._timeout = request.app[STATE].settings.send_timeout_seconds
+        self.response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+                **headers,
+            }
+        )
+
+    async def open(self) -> None:
+        """Send the status line and headers."""
+        await self.response.prepare(self._request)
+
+    async def send(self, data: bytes) -> None:
+        """Write ``data``; a client that cannot take it in time is disconnected."""
+        if not data:
+            return
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self.response.write(data)
+        except TimeoutError:
+            if self._request.transport is not None:
+                self._request.transport.abort()
+            raise
+        self._request.app[STATE].metrics.bytes_sent.inc(len(data))

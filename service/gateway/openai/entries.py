@@ -1,0 +1,74 @@
+"""A job's stream entries, from its first to its terminal one, for the OpenAI translators.
+
+The native SSE endpoint writes frames; the OpenAI endpoints need the entries themselves, one
+by one, because their event numbering (Responses ``sequence_number``) is a function of the
+entries in order and must not depend on how reads happened to merge them. The hand-over from
+replay to the live feed is the one of ``service/viewer_stream.py``: join the job's shared
+feed first, replay ``(0, cursor]`` from the feed's memory or Redis, then take the feed's
+batches after the cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+
+from service.contract.events import ZERO_ID, StreamId
+from service.contract.store.redis_client import AnyRedis
+from service.gateway.fanout.frames import Entry
+from service.gateway.fanout.hub import FeedHub
+from service.gateway.fanout.replay import replay_pages
+from service.gateway.fanout.viewer import Viewer
+
+
+async def follow_entries(
+    redis: AnyRedis, hub: FeedHub, job_id: str, *, idle_seconds: float
+) -> AsyncGenerator[list[Entry], None]:
+    """Every entry of the job's stream in order, in lists, until the terminal entry.
+
+    Yields an empty list after ``idle_seconds`` without entries (time for a keepalive). Ends
+    after the terminal entry, or early when this gateway ends the feed (shutdown, a reader too
+    slow to keep up): the caller tells the two apart by the last entry's ``terminal``.
+    Close it (``contextlib.aclosing``) to leave the feed.
+    """
+    subscription = await hub.subscribe(job_id)
+    viewer, cursor = subscription.viewer, subscription.cursor
+    try:
+        if cursor > ZERO_ID:
+            async for entries in replay_pages(redis, subscription.feed, ZERO_ID, cursor):
+                yield entries
+                if entries[-1].terminal:
+                    return
+        async for entries in _live(viewer, cursor, idle_seconds):
+            yield entries
+    finally:
+        hub.unsubscribe(subscription)
+
+
+async def _live(
+    viewer: Viewer, position: StreamId, idle_seconds: float
+) -> AsyncIterator[list[Entry]]:
+    """The feed's entries after ``position`` until the terminal one (or the feed's end)."""
+    while True:
+        if not viewer.batches and not viewer.overflowed and viewer.closed_reason is None:
+            viewer.wake.clear()
+            try:
+                await asyncio.wait_for(viewer.wake.wait(), timeout=idle_seconds)
+            except TimeoutError:
+                yield []
+                continue
+        if viewer.overflowed:
+            return
+        while viewer.batches:
+            batch = viewer.batches.popleft()
+            if batch.last <= position:
+                continue
+            entries = batch.entries
+            if position > batch.prev:
+                entries = [entry for entry in entries if entry.id > position]
+            position = batch.last
+            yield entries
+            if batch.terminal:
+                return
+        if viewer.closed_reason is not None:
+            return

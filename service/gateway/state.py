@@ -1,0 +1,33 @@
+"""What the gateway's handlers share, built once in ``create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from service.contract.settings import Settings
+from service.contract.store.redis_client import AnyRedis
+from service.contract.store.scripts import Scripts
+from service.contract.store.viewer_tokens import ViewerTokens
+from service.gateway.access_control import RateLimiter, StreamSlots
+from service.gateway.fanout.hub import FeedHub
+from service.gateway.metrics import GatewayMetrics
+
+
+@dataclass(slots=True)
+class GatewayState:
+    """The gateway's shared objects; ``shutting_down`` stops new streams."""
+
+    settings: Settings
+    redis: AnyRedis
+    scripts: Scripts
+    hub: FeedHub
+    tokens: ViewerTokens
+    metrics: GatewayMetrics
+    limiter: RateLimiter
+    stream_slots: StreamSlots
+    shutting_down: bool = False
+
+
+STATE = web.AppKey("state", GatewayState)
