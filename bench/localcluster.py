@@ -53,11 +53,15 @@ class LocalCluster(RedisClusterServers):
             node = RedisServer(data_dir=self.data_dir / f"node-{index}", port=port)
             # The same node settings as RedisClusterServers.start.
             node.extra_args = [
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", str(self.node_timeout_ms),
-                "--repl-diskless-sync-delay", "0",
-            ]  # fmt: skip
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                str(self.node_timeout_ms),
+                "--repl-diskless-sync-delay",
+                "0",
+            ]
             node.start()
             self.nodes.append(node)
         self._form()

@@ -56,9 +56,20 @@ async def record(pid: int, seconds: float, out: Path) -> None:
     """py-spy for ``seconds`` on ``pid`` (non-blocking sampling, raw stacks)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     proc = await asyncio.create_subprocess_exec(
-        spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
-        "--format", "raw", "--nonblocking", "-o", str(out),
-    )  # fmt: skip
+        spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(int(seconds)),
+        "--rate",
+        "250",
+        "--format",
+        "raw",
+        "--nonblocking",
+        "-o",
+        str(out),
+    )
     await proc.wait()
 
 

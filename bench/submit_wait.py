@@ -48,9 +48,11 @@ async def measure(submits: int) -> None:
         cluster.start()
         try:
             base = Settings(  # type: ignore[call-arg]
-                _env_file=None, redis_url=cluster.url, submit_rate_per_minute=0,
+                _env_file=None,
+                redis_url=cluster.url,
+                submit_rate_per_minute=0,
                 worker_metrics_port=0,
-            )  # fmt: skip
+            )
             waiting = base.model_copy(update={"submit_wait_replicas": 1})
             rounds: dict[str, list[float]] = {"no wait": [], "wait 1 replica": []}
             for _ in range(4):  # alternate, so drift on the machine hits both alike

@@ -69,9 +69,12 @@ class TokenRelayClient:
         self._session = None
 
     async def submit(
-        self, request: JobRequest | None = None, *, idempotency_key: str | None = None,
+        self,
+        request: JobRequest | None = None,
+        *,
+        idempotency_key: str | None = None,
         **fields: Any,
-    ) -> SubmittedJob:  # fmt: skip
+    ) -> SubmittedJob:
         """Submit a job: a :class:`JobRequest`, or its fields (``prompt="…", language="go"``)."""
         job_request = request if request is not None else JobRequest.model_validate(fields)
         headers = {"Content-Type": "application/json"}
@@ -160,15 +163,24 @@ class TokenRelayClient:
             yield _events(reply)
 
     async def _call(
-        self, method: str, path: str, *, data: str | None = None,
-        headers: Mapping[str, str] | None = None, params: Mapping[str, str] | None = None,
-    ) -> Any:  # fmt: skip
+        self,
+        method: str,
+        path: str,
+        *,
+        data: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
         all_headers = {**self._auth(), **(headers or {})}
         timeout = aiohttp.ClientTimeout(total=self._read_timeout)
         async with self._http().request(
-            method, self.base_url + path, data=data, headers=all_headers, params=params,
+            method,
+            self.base_url + path,
+            data=data,
+            headers=all_headers,
+            params=params,
             timeout=timeout,
-        ) as reply:  # fmt: skip
+        ) as reply:
             if reply.status >= 400:
                 raise await _api_error(reply)
             return orjson.loads(await reply.read())
@@ -196,8 +208,9 @@ async def _events(reply: aiohttp.ClientResponse) -> AsyncGenerator[JobEvent, Non
             try:
                 event = parse_event(sse.id, sse.event, sse.data)
             except ValueError:
-                log.warning("skipping an event this client does not know", extra={
-                    "event": sse.event})  # fmt: skip
+                log.warning(
+                    "skipping an event this client does not know", extra={"event": sse.event}
+                )
                 continue
             yield event
 

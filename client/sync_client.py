@@ -48,9 +48,12 @@ class SyncTokenRelayClient:
         self._runner.close()
 
     def submit(
-        self, request: JobRequest | None = None, *, idempotency_key: str | None = None,
+        self,
+        request: JobRequest | None = None,
+        *,
+        idempotency_key: str | None = None,
         **fields: Any,
-    ) -> SubmittedJob:  # fmt: skip
+    ) -> SubmittedJob:
         """See :meth:`TokenRelayClient.submit`."""
         return self._runner.run(
             self._client.submit(request, idempotency_key=idempotency_key, **fields)

@@ -24,8 +24,9 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         if value is None:
             continue
         if isinstance(value, list):
-            value = ",".join(str(v.get_secret_value() if hasattr(v, "get_secret_value") else v)
-                             for v in value)  # fmt: skip
+            value = ",".join(
+                str(v.get_secret_value() if hasattr(v, "get_secret_value") else v) for v in value
+            )
         elif hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
         env[f"TOKENRELAY_{name.upper()}"] = str(value)

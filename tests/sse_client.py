@@ -94,9 +94,13 @@ class ResumingViewer:
         received: list[SSEEvent] = []
         try:
             reading = await read_stream(
-                self.session, self.url, last_event_id=self.last_id, via_query=via_query,
-                max_events=max_events, sink=received,
-            )  # fmt: skip
+                self.session,
+                self.url,
+                last_event_id=self.last_id,
+                via_query=via_query,
+                max_events=max_events,
+                sink=received,
+            )
             return reading.status
         except (aiohttp.ClientError, ConnectionError):
             return 0

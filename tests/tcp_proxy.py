@@ -85,8 +85,9 @@ class TcpProxy:
         await asyncio.sleep(seconds)
         await self.start()
 
-    async def _serve(self, client_reader: asyncio.StreamReader,
-                     client_writer: asyncio.StreamWriter) -> None:  # fmt: skip
+    async def _serve(
+        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
         self.accepted += 1
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(

@@ -114,8 +114,9 @@ async def _run(ctx: JobContext, job: RunningJob) -> Outcome:
     if job.attempt == 1:
         ctx.metrics.queue_wait.observe(max(0, now_ms() - int(record.created_at)) / 1000)
     attributes = {"tokenrelay.job_id": job.job_id, "tokenrelay.worker_id": ctx.worker_id}
-    with ctx.tracing.span("tokenrelay.job", kind="consumer", parent=traceparent,
-                          attributes=attributes):  # fmt: skip
+    with ctx.tracing.span(
+        "tokenrelay.job", kind="consumer", parent=traceparent, attributes=attributes
+    ):
         return await _attempts(ctx, job, record)
 
 
@@ -135,8 +136,14 @@ async def _attempts(ctx: JobContext, job: RunningJob, record: JobRecord) -> Outc
     )
     deadline = time.monotonic() + ctx.settings.upstream_total_timeout * ctx.settings.max_attempts
     while True:
-        writer = AttemptWriter(ctx.redis, ctx.scripts, ctx.settings, job.job_id, job.attempt,
-                               on_written=ctx.metrics.event_written)  # fmt: skip
+        writer = AttemptWriter(
+            ctx.redis,
+            ctx.scripts,
+            ctx.settings,
+            job.job_id,
+            job.attempt,
+            on_written=ctx.metrics.event_written,
+        )
         try:
             try:
                 result = await _stream_attempt(ctx, job, chat, writer)
@@ -160,9 +167,13 @@ async def _attempts(ctx: JobContext, job: RunningJob, record: JobRecord) -> Outc
             delay = _retry_delay(ctx.settings, failure, job.attempt)
             log.warning(
                 "attempt failed; retrying",
-                extra={"job_id": job.job_id, "attempt": job.attempt, "code": failure.code,
-                       "delay": round(delay, 3)},
-            )  # fmt: skip
+                extra={
+                    "job_id": job.job_id,
+                    "attempt": job.attempt,
+                    "code": failure.code,
+                    "delay": round(delay, 3),
+                },
+            )
             await asyncio.sleep(delay)
             reply = await _next_attempt(ctx, job, failure.code, deadline)
             if reply is not None:
@@ -175,8 +186,7 @@ async def _attempts(ctx: JobContext, job: RunningJob, record: JobRecord) -> Outc
             DONE, {"finish_reason": result.finish_reason, "usage": result.usage}, record_fields
         )
         ctx.metrics.jobs_done.inc()
-        log.info("job done", extra={"job_id": job.job_id, "attempt": job.attempt,
-                                    "status": DONE})  # fmt: skip
+        log.info("job done", extra={"job_id": job.job_id, "attempt": job.attempt, "status": DONE})
         return Outcome.ACK
 
 
@@ -193,8 +203,10 @@ async def _next_attempt(
             if not is_redis_failure(exc) or time.monotonic() > deadline:
                 raise
             failures += 1
-            log.warning("cannot start the next attempt; retrying", extra={
-                "job_id": job.job_id, "attempt": job.attempt, "error": repr(exc)})  # fmt: skip
+            log.warning(
+                "cannot start the next attempt; retrying",
+                extra={"job_id": job.job_id, "attempt": job.attempt, "error": repr(exc)},
+            )
             await asyncio.sleep(_retry_delay(ctx.settings, _restart(exc), failures))
 
 
@@ -207,11 +219,16 @@ async def _start_attempt(
     reply = await ctx.scripts.start_attempt(
         keys=job_keys(job.job_id),
         args=[
-            ctx.worker_id, now_ms(), expected, ctx.settings.max_deliveries, reason,
-            ctx.settings.retention_seconds, job.entry_id if expected == "" else "",
+            ctx.worker_id,
+            now_ms(),
+            expected,
+            ctx.settings.max_deliveries,
+            reason,
+            ctx.settings.retention_seconds,
+            job.entry_id if expected == "" else "",
         ],
         client=ctx.redis,
-    )  # fmt: skip
+    )
     outcome = as_text(reply[0])
     if outcome == "ok":
         job.attempt = int(reply[1])
@@ -220,15 +237,18 @@ async def _start_attempt(
             delivery = "first" if job.attempt == 1 else "redelivered"
             ctx.metrics.jobs_started.labels(delivery).inc()
         if announce:
-            log.info("attempt started", extra={"job_id": job.job_id, "attempt": job.attempt,
-                                               "status": "running"})  # fmt: skip
+            log.info(
+                "attempt started",
+                extra={"job_id": job.job_id, "attempt": job.attempt, "status": "running"},
+            )
         return None
     log.info("job not started", extra={"job_id": job.job_id, "outcome": outcome})
     if outcome == "exhausted":
         ctx.metrics.jobs_failed.labels("worker_lost").inc()
         ctx.metrics.dead_lettered.labels("too_many_deliveries").inc()
-        log.warning("job failed", extra={"job_id": job.job_id, "status": FAILED,
-                                         "code": "worker_lost"})  # fmt: skip
+        log.warning(
+            "job failed", extra={"job_id": job.job_id, "status": FAILED, "code": "worker_lost"}
+        )
         # The job killed or outlived every worker that took it: keep it for inspection.
         await ctx.redis.xadd(
             dead_letter_key(),

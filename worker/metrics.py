@@ -30,20 +30,65 @@ log = logging.getLogger(__name__)
 # Seconds from sending the request to the first token: fast models answer in 100 ms, a
 # loaded or reasoning model in tens of seconds (the first-token timeout defaults to 60 s).
 TTFT_BUCKETS = (
-    0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
-)  # fmt: skip
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+    7.5,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    45.0,
+    60.0,
+)
 # Seconds between two pieces of text: ms while streaming, seconds when it stalls.
 GAP_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0,
-    10.0, 30.0,
-)  # fmt: skip
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.02,
+    0.035,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 # Seconds of a whole upstream call: a short answer to the 600 s total timeout.
 CALL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 TOKENS_PER_SECOND_BUCKETS = (1, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000)
 # Seconds a job waits in the queue before its first attempt starts.
 QUEUE_WAIT_BUCKETS = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
-)  # fmt: skip
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+)
 OTHER_MODEL = "other"
 
 
@@ -60,10 +105,14 @@ class WorkerMetrics:
         def histogram(name: str, doc: str, labels: tuple[str, ...], buckets: Any) -> Histogram:
             return Histogram(name, doc, labels, buckets=buckets, registry=registry)
 
-        Gauge("tokenrelay_worker_info", "This worker (always 1)", ["worker_id"],
-              registry=registry).labels(worker_id).set(1)  # fmt: skip
-        Gauge("tokenrelay_worker_concurrency", "Jobs this worker runs at most at once",
-              registry=registry).set(settings.worker_concurrency)  # fmt: skip
+        Gauge(
+            "tokenrelay_worker_info", "This worker (always 1)", ["worker_id"], registry=registry
+        ).labels(worker_id).set(1)
+        Gauge(
+            "tokenrelay_worker_concurrency",
+            "Jobs this worker runs at most at once",
+            registry=registry,
+        ).set(settings.worker_concurrency)
         self.running = Gauge(
             "tokenrelay_worker_jobs_running", "Jobs this worker runs now", registry=registry
         )
@@ -89,8 +138,10 @@ class WorkerMetrics:
         )
         self.queue_wait = histogram(
             "tokenrelay_job_queue_wait_seconds",
-            "From submit to the job's first attempt", (), QUEUE_WAIT_BUCKETS,
-        )  # fmt: skip
+            "From submit to the job's first attempt",
+            (),
+            QUEUE_WAIT_BUCKETS,
+        )
         self.event_writes = counter(
             "tokenrelay_worker_event_writes_total",
             "Events appended to job streams (tokens merged over TOKEN_FLUSH_MS count once)",
@@ -100,25 +151,32 @@ class WorkerMetrics:
             "tokenrelay_upstream_request_duration_seconds",
             "Upstream calls by their whole duration and outcome (ok, cancelled, aborted, or "
             "the error code)",
-            ("model", "outcome"), CALL_BUCKETS,
-        )  # fmt: skip
+            ("model", "outcome"),
+            CALL_BUCKETS,
+        )
         self.upstream_ttft = histogram(
             "tokenrelay_upstream_time_to_first_token_seconds",
-            "From sending an upstream request to its first text", ("model",), TTFT_BUCKETS,
-        )  # fmt: skip
+            "From sending an upstream request to its first text",
+            ("model",),
+            TTFT_BUCKETS,
+        )
         self.upstream_gap = histogram(
             "tokenrelay_upstream_inter_token_seconds",
-            "Time between two pieces of text of one upstream stream", ("model",), GAP_BUCKETS,
-        )  # fmt: skip
+            "Time between two pieces of text of one upstream stream",
+            ("model",),
+            GAP_BUCKETS,
+        )
         self.upstream_rate = histogram(
             "tokenrelay_upstream_tokens_per_second",
             "Completion tokens per second of each finished upstream stream, after its first",
-            ("model",), TOKENS_PER_SECOND_BUCKETS,
-        )  # fmt: skip
+            ("model",),
+            TOKENS_PER_SECOND_BUCKETS,
+        )
         self.upstream_retries = counter(
-            "tokenrelay_upstream_retries_total", "Attempts retried, by the failure's code",
+            "tokenrelay_upstream_retries_total",
+            "Attempts retried, by the failure's code",
             ("code",),
-        )  # fmt: skip
+        )
         self.upstream_in_flight = Gauge(
             "tokenrelay_upstream_requests_in_flight", "Upstream calls open now", registry=registry
         )

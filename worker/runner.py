@@ -107,8 +107,10 @@ class Worker:
                 # A loop that died would silently stop a partition's intake, reclaims or
                 # lease renewals for good: whatever went wrong, it is logged and restarted.
                 if is_redis_failure(exc):
-                    log.warning("redis error in worker loop; retrying", extra={"loop": name,
-                                "error": repr(exc)})  # fmt: skip
+                    log.warning(
+                        "redis error in worker loop; retrying",
+                        extra={"loop": name, "error": repr(exc)},
+                    )
                 else:
                     log.exception("worker loop crashed; restarting", extra={"loop": name})
                 await asyncio.sleep(1.0)
@@ -126,9 +128,12 @@ class Worker:
             free = await self._wait_for_slot()
             history = position != ">"
             reply: Any = await self.redis.xreadgroup(
-                QUEUE_GROUP, self.ctx.worker_id, {queue: position}, count=free,
+                QUEUE_GROUP,
+                self.ctx.worker_id,
+                {queue: position},
+                count=free,
                 block=None if history else 2000,
-            )  # fmt: skip
+            )
             entries = [entry for _stream, stream_entries in reply or () for entry in stream_entries]
             if history:
                 # Page through our pending entries; past the last one, read new entries.
@@ -147,8 +152,10 @@ class Worker:
                     queue, QUEUE_GROUP, self.ctx.worker_id, lease_ms, "0-0", count=free
                 )
                 for entry_id, fields in reply[1]:
-                    log.warning("reclaimed a job from a silent worker", extra={
-                        "entry_id": as_text(entry_id)})  # fmt: skip
+                    log.warning(
+                        "reclaimed a job from a silent worker",
+                        extra={"entry_id": as_text(entry_id)},
+                    )
                     await self._take(queue, as_text(entry_id), fields)
 
     async def _lease_loop(self) -> None:
@@ -174,9 +181,10 @@ class Worker:
         async def renew(entry_id: str, queue: str) -> Any:
             async with gate:
                 return await self.ctx.scripts.renew_lease(
-                    keys=[queue], args=[QUEUE_GROUP, self.ctx.worker_id, entry_id],
+                    keys=[queue],
+                    args=[QUEUE_GROUP, self.ctx.worker_id, entry_id],
                     client=self.redis,
-                )  # fmt: skip
+                )
 
         return await asyncio.gather(*(renew(entry_id, queue) for entry_id, queue in entries))
 
@@ -285,9 +293,14 @@ class Worker:
 
     async def _hand_back(self, queue: str, entry_id: str) -> None:
         await self.redis.xclaim(
-            queue, QUEUE_GROUP, self.ctx.worker_id, 0, [entry_id],
-            idle=HAND_BACK_IDLE_MS, justid=True,
-        )  # fmt: skip
+            queue,
+            QUEUE_GROUP,
+            self.ctx.worker_id,
+            0,
+            [entry_id],
+            idle=HAND_BACK_IDLE_MS,
+            justid=True,
+        )
 
     async def _dead_letter(self, entry_id: str, fields: dict[Any, Any], reason: str) -> None:
         log.error("queue entry dead-lettered", extra={"entry_id": entry_id, "reason": reason})

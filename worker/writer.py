@@ -125,11 +125,17 @@ class AttemptWriter:
         reply = await self._scripts.append_event(
             keys=self._keys,
             args=[
-                self.attempt, self._seq, kind, data, text,
-                now_ms(), self._settings.retention_seconds, extra,
+                self.attempt,
+                self._seq,
+                kind,
+                data,
+                text,
+                now_ms(),
+                self._settings.retention_seconds,
+                extra,
             ],
             client=self._redis,
-        )  # fmt: skip
+        )
         outcome = as_text(reply[0])
         if outcome in ("ok", "dup"):
             if outcome == "ok" and self._on_written is not None:

@@ -65,19 +65,27 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 find_redis_server(),
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.data_dir),
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--save", "",
-                "--maxmemory-policy", "noeviction",
-                "--protected-mode", "yes",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.data_dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+                "--protected-mode",
+                "yes",
                 *self.extra_args,
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        )
         log_file.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -133,21 +141,31 @@ class RedisClusterServers:
         for index, port in enumerate(ports):
             node = RedisServer(data_dir=self.data_dir / f"node-{index}", port=port)
             node.extra_args = [
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", str(self.node_timeout_ms),
-                "--repl-diskless-sync-delay", "0",
-            ]  # fmt: skip
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                str(self.node_timeout_ms),
+                "--repl-diskless-sync-delay",
+                "0",
+            ]
             node.start()
             self.nodes.append(node)
         subprocess.run(
             [
-                _redis_cli(), "--cluster", "create",
+                _redis_cli(),
+                "--cluster",
+                "create",
                 *(f"127.0.0.1:{node.port}" for node in self.nodes),
-                "--cluster-replicas", "1", "--cluster-yes",
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
             ],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         self.wait_ok()
 
     def wait_ok(self, timeout: float = 30.0) -> None:

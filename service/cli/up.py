@@ -56,8 +56,10 @@ def run_up(settings: Settings, env_overrides: dict[str, str]) -> int:
         while not stopping:
             for name, child in children:
                 if child.poll() is not None:
-                    print(f"tokenrelay up: {name} exited with {child.returncode}; stopping",
-                          file=sys.stderr)  # fmt: skip
+                    print(
+                        f"tokenrelay up: {name} exited with {child.returncode}; stopping",
+                        file=sys.stderr,
+                    )
                     stopping = True
             time.sleep(0.2)
     finally:

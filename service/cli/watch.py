@@ -119,8 +119,13 @@ def client_options(args: argparse.Namespace, settings: Settings) -> ClientOption
 
 async def submit_command(args: argparse.Namespace, options: ClientOptions) -> WatchOutcome:
     """Submit the prompt; print its id, or (``--watch``) its code live."""
-    fields = {"prompt": args.prompt, "language": args.language, "model": args.model,
-              "temperature": args.temperature, "max_tokens": args.max_tokens}  # fmt: skip
+    fields = {
+        "prompt": args.prompt,
+        "language": args.language,
+        "model": args.model,
+        "temperature": args.temperature,
+        "max_tokens": args.max_tokens,
+    }
     try:
         request = JobRequest.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValueError as exc:
@@ -146,14 +151,19 @@ async def submit_command(args: argparse.Namespace, options: ClientOptions) -> Wa
 async def watch_command(args: argparse.Namespace, options: ClientOptions) -> WatchOutcome:
     """Show a job's code until it ends."""
     async with _client(options) as client:
-        return await watch(client, options, args.job_id, token=args.token,
-                           from_start=args.from_start)  # fmt: skip
+        return await watch(
+            client, options, args.job_id, token=args.token, from_start=args.from_start
+        )
 
 
 async def watch(
-    client: TokenRelayClient, options: ClientOptions, job_id: str, *, token: str | None,
+    client: TokenRelayClient,
+    options: ClientOptions,
+    job_id: str,
+    *,
+    token: str | None,
     from_start: bool,
-) -> WatchOutcome:  # fmt: skip
+) -> WatchOutcome:
     """Show the job's text (from its first event, or from its record) until it ends."""
     info = await _guarded(_retrying(lambda: client.job(job_id, token=token), options))
     if isinstance(info, WatchOutcome):
@@ -197,9 +207,13 @@ async def watch(
 
 
 async def _follow(
-    client: TokenRelayClient, job_id: str, token: str | None, after: str | None, view: View,
+    client: TokenRelayClient,
+    job_id: str,
+    token: str | None,
+    after: str | None,
+    view: View,
     progress: Progress,
-) -> str | None:  # fmt: skip
+) -> str | None:
     """Apply the job's events to the view; the terminal status, or None after a 204."""
 
     def reconnecting(reason: str) -> None:
@@ -239,12 +253,17 @@ def make_view(language: str | None, color: str) -> View:
 
 def _outcome(status: str, view: View, job_id: str) -> WatchOutcome:
     if view.diverged:
-        _say("a retried attempt wrote different text than the output already printed, so the "
-             f"output above is not the job's text; once the job has ended, `tokenrelay watch "
-             f"{job_id}` prints its final text")  # fmt: skip
+        _say(
+            "a retried attempt wrote different text than the output already printed, so the "
+            f"output above is not the job's text; once the job has ended, `tokenrelay watch "
+            f"{job_id}` prints its final text"
+        )
         return WatchOutcome.DIVERGED
-    return {DONE: WatchOutcome.DONE, FAILED: WatchOutcome.FAILED,
-            CANCELLED: WatchOutcome.CANCELLED}.get(status, WatchOutcome.FAILED)  # fmt: skip
+    return {
+        DONE: WatchOutcome.DONE,
+        FAILED: WatchOutcome.FAILED,
+        CANCELLED: WatchOutcome.CANCELLED,
+    }.get(status, WatchOutcome.FAILED)
 
 
 async def _poll(

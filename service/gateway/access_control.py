@@ -37,8 +37,11 @@ def client_address(request: web.Request, settings: Settings) -> str:
 
 
 def _same_origin(request: web.Request, origin: str) -> bool:
-    return origin in (f"{request.scheme}://{request.host}", f"http://{request.host}",
-                      f"https://{request.host}")  # fmt: skip
+    return origin in (
+        f"{request.scheme}://{request.host}",
+        f"http://{request.host}",
+        f"https://{request.host}",
+    )
 
 
 def install_cors(app: web.Application, settings: Settings) -> web.middleware:  # type: ignore[valid-type]

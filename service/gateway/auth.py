@@ -60,5 +60,7 @@ def require_viewer(
     if not settings.auth_enabled:
         return
     if api_key_owner(request, settings) is None:
-        raise Forbidden("viewing this job needs its viewer token (?token=) or an API key",
-                        code="viewer_token_required")  # fmt: skip
+        raise Forbidden(
+            "viewing this job needs its viewer token (?token=) or an API key",
+            code="viewer_token_required",
+        )

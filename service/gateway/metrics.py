@@ -24,8 +24,21 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Seconds from a worker's XADD to the write to a viewer's socket: ms when healthy.
 DELIVERY_LAG_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-)  # fmt: skip
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 # Bytes one resume replays: a few tokens to a whole long generation.
 REPLAY_BYTES_BUCKETS = tuple(float(2**n) for n in range(8, 25, 2))  # 256 B .. 16 MiB
 # Viewers of one job on one gateway: one editor, a shared link, a classroom, a broadcast.
@@ -38,78 +51,95 @@ class GatewayMetrics:
     def __init__(self, viewers_by_job: Callable[[], Iterable[int]] | None = None) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.http_requests = Counter(
-            "tokenrelay_http_requests_total", "HTTP requests answered, by route template",
-            ["method", "route", "status"], registry=registry,
-        )  # fmt: skip
+            "tokenrelay_http_requests_total",
+            "HTTP requests answered, by route template",
+            ["method", "route", "status"],
+            registry=registry,
+        )
         self.http_seconds = Histogram(
             "tokenrelay_http_request_duration_seconds",
             "Time to answer an HTTP request (event streams are not timed here)",
-            ["method", "route"], buckets=HTTP_BUCKETS, registry=registry,
-        )  # fmt: skip
+            ["method", "route"],
+            buckets=HTTP_BUCKETS,
+            registry=registry,
+        )
         self.jobs_submitted = Counter(
-            "tokenrelay_jobs_submitted_total", "Jobs accepted by POST /v1/jobs",
+            "tokenrelay_jobs_submitted_total",
+            "Jobs accepted by POST /v1/jobs",
             registry=registry,
-        )  # fmt: skip
+        )
         self.jobs_cancelled = Counter(
-            "tokenrelay_jobs_cancelled_total", "Jobs cancelled through DELETE /v1/jobs/{id}",
+            "tokenrelay_jobs_cancelled_total",
+            "Jobs cancelled through DELETE /v1/jobs/{id}",
             registry=registry,
-        )  # fmt: skip
+        )
         self.viewers = Gauge(
             "tokenrelay_viewers", "Viewers connected to this gateway", registry=registry
         )
         self.feeds = Gauge(
-            "tokenrelay_job_feeds", "Jobs this gateway reads from Redis (one reader each)",
+            "tokenrelay_job_feeds",
+            "Jobs this gateway reads from Redis (one reader each)",
             registry=registry,
-        )  # fmt: skip
+        )
         self.streams_ended = Counter(
             "tokenrelay_viewer_streams_ended_total",
             "Viewer streams ended, by reason (terminal, slow_viewer, send_timeout, "
             "client_gone, shutdown, feed_ended)",
-            ["reason"], registry=registry,
-        )  # fmt: skip
-        self.resumes = Counter(
-            "tokenrelay_resumes_total", "Streams resumed from a Last-Event-ID, by where it came",
-            ["source"], registry=registry,
-        )  # fmt: skip
-        self.bytes_sent = Counter(
-            "tokenrelay_event_bytes_sent_total", "Bytes of SSE frames written to viewers",
+            ["reason"],
             registry=registry,
-        )  # fmt: skip
+        )
+        self.resumes = Counter(
+            "tokenrelay_resumes_total",
+            "Streams resumed from a Last-Event-ID, by where it came",
+            ["source"],
+            registry=registry,
+        )
+        self.bytes_sent = Counter(
+            "tokenrelay_event_bytes_sent_total",
+            "Bytes of SSE frames written to viewers",
+            registry=registry,
+        )
         self.direct_bytes_sent = Counter(
             "tokenrelay_event_bytes_sent_direct_total",
             "Of those, bytes the feed wrote straight to caught-up viewers' sockets (the rest "
             "went through each viewer's task: replays, resumes, slow sockets)",
             registry=registry,
-        )  # fmt: skip
+        )
         self.events_sent = Counter(
             "tokenrelay_events_sent_total",
             "SSE events written to viewers (one per viewer; merged tokens count once)",
             registry=registry,
-        )  # fmt: skip
+        )
         self.no_content = Counter(
-            "tokenrelay_stream_no_content_total", "204 answers to resumes past the end",
+            "tokenrelay_stream_no_content_total",
+            "204 answers to resumes past the end",
             registry=registry,
-        )  # fmt: skip
+        )
         self.delivery_lag = Histogram(
             "tokenrelay_delivery_lag_seconds",
             "From an event's XADD (the time in its id) to its write to a viewer, for events "
             "added while the viewer was connected (sampled: at most 10 per viewer and second)",
-            buckets=DELIVERY_LAG_BUCKETS, registry=registry,
-        )  # fmt: skip
+            buckets=DELIVERY_LAG_BUCKETS,
+            registry=registry,
+        )
         self.replay_bytes = Histogram(
             "tokenrelay_replay_size_bytes",
             "Streams that replayed events added before the viewer connected, by the bytes "
             "replayed (a resume, or a late joiner catching up)",
-            buckets=REPLAY_BYTES_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.ready = Gauge(
-            "tokenrelay_ready", "1 while /readyz answers ready, 0 while it does not",
+            buckets=REPLAY_BYTES_BUCKETS,
             registry=registry,
-        )  # fmt: skip
+        )
+        self.ready = Gauge(
+            "tokenrelay_ready",
+            "1 while /readyz answers ready, 0 while it does not",
+            registry=registry,
+        )
         self.readiness_changes = Counter(
             "tokenrelay_readiness_changes_total",
-            "Times /readyz changed its answer, by the new one", ["ready"], registry=registry,
-        )  # fmt: skip
+            "Times /readyz changed its answer, by the new one",
+            ["ready"],
+            registry=registry,
+        )
         self.redis = RedisMetrics(registry)
         self.queue = QueueMetrics(registry)
         if viewers_by_job is not None:
@@ -137,8 +167,9 @@ class _ViewersPerJob(Collector):
 
     def collect(self) -> Iterator[Any]:
         counts = sorted(count for count in self._counts() if count > 0)
-        buckets = [(str(float(bound)), bisect.bisect_right(counts, bound))
-                   for bound in VIEWERS_BUCKETS]  # fmt: skip
+        buckets = [
+            (str(float(bound)), bisect.bisect_right(counts, bound)) for bound in VIEWERS_BUCKETS
+        ]
         buckets.append(("+Inf", len(counts)))
         yield GaugeHistogramMetricFamily(self.NAME, self.HELP, buckets, gsum_value=sum(counts))
 
@@ -157,8 +188,17 @@ class ViewerMeter:
     FLUSH_SECONDS = 1.0
     LAG_SAMPLE_SECONDS = 0.1
 
-    __slots__ = ("_bytes", "_connected_ms", "_direct", "_events", "_flushed", "_lag_sampled",
-                 "_live", "_metrics", "replayed")  # fmt: skip
+    __slots__ = (
+        "_bytes",
+        "_connected_ms",
+        "_direct",
+        "_events",
+        "_flushed",
+        "_lag_sampled",
+        "_live",
+        "_metrics",
+        "replayed",
+    )
 
     def __init__(self, metrics: GatewayMetrics) -> None:
         self._metrics = metrics

@@ -149,9 +149,11 @@ async def generate(watched: Watched, prompt: str, language: str = "python") -> t
 async def wait_for_chars(watched: Watched, at_least: int, *, within: float = 10) -> int:
     """Wait until the page has received ``at_least`` characters of the job (mid-stream)."""
     return await poll(
-        watched.chars, lambda n: n >= at_least, within=within,
+        watched.chars,
+        lambda n: n >= at_least,
+        within=within,
         what=f"the page receives {at_least} characters",
-    )  # fmt: skip
+    )
 
 
 async def job_record(
@@ -173,9 +175,12 @@ async def ended_record(
         return await job_record(http, gateway_url, job_id, token)
 
     return await poll(
-        read, lambda r: r.get("status") in ("done", "failed", "cancelled"), within=within,
-        what=f"job {job_id} ends", interval=0.1,
-    )  # fmt: skip
+        read,
+        lambda r: r.get("status") in ("done", "failed", "cancelled"),
+        within=within,
+        what=f"job {job_id} ends",
+        interval=0.1,
+    )
 
 
 async def sim_requests(

@@ -32,9 +32,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
 
 async def assert_page_shows_output(
-    watched: Watched, http: aiohttp.ClientSession, gateway_url: str, sim_url: str,
-    job_id: str, token: str, *, within: float = 20,
-) -> dict[str, Any]:  # fmt: skip
+    watched: Watched,
+    http: aiohttp.ClientSession,
+    gateway_url: str,
+    sim_url: str,
+    job_id: str,
+    token: str,
+    *,
+    within: float = 20,
+) -> dict[str, Any]:
     """The page ends `done` with the job's output: exact up to Monaco's one EOL; return the
     record. The record itself must equal what the upstream sent in the attempt that counted."""
     await expect(watched.page.locator("#status")).to_have_text("done", timeout=within * 1000)
@@ -105,8 +111,9 @@ async def test_share_link_opened_mid_stream_ends_with_the_same_text_and_counts_t
 
     # The pages refresh the count every 3 s; the job lasts about 13 s, so a slow machine
     # still sees both viewers connected.
-    await poll(counts, lambda seen: max(seen) >= 2, within=12, what="a viewer count of 2",
-               interval=0.2)  # fmt: skip
+    await poll(
+        counts, lambda seen: max(seen) >= 2, within=12, what="a viewer count of 2", interval=0.2
+    )
     first = await assert_page_shows_output(author, http, stack.url, sim_url, job_id, token)
     second = await assert_page_shows_output(viewer, http, stack.url, sim_url, job_id, token)
     assert first == second
@@ -189,8 +196,12 @@ async def test_stop_cancels_the_job_and_ends_the_upstream_call(
     async def upstream() -> list[dict[str, Any]]:
         return await sim_requests(http, sim_url, job_id)
 
-    requests = await poll(upstream, lambda rs: bool(rs) and rs[-1]["status"] != "streaming",
-                          within=5, what="the upstream call ends")  # fmt: skip
+    requests = await poll(
+        upstream,
+        lambda rs: bool(rs) and rs[-1]["status"] != "streaming",
+        within=5,
+        what="the upstream call ends",
+    )
     assert [r["status"] for r in requests] == ["client_disconnected"]
     assert requests[0]["ended_at"] - clicked < 3, "the upstream call outlived Stop by > 3 s"
     assert requests[0]["chunks_sent"] < 3000

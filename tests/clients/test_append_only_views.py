@@ -18,8 +18,10 @@ def test_a_retry_that_repeats_the_written_text_continues_where_it_ran_past_it() 
     assert [text.token("def f("), text.token("x):\n")] == ["def f(", "x):\n"]
     text.reset()
     assert [text.token("def"), text.token(" f(x)"), text.token(":\n  return x")] == [
-        "", "", "  return x",
-    ]  # fmt: skip
+        "",
+        "",
+        "  return x",
+    ]
     text.finish()
     assert text.written == "def f(x):\n  return x"
 

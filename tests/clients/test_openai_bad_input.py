@@ -27,48 +27,118 @@ BAD_CHATS: list[tuple[str, Any, int, str, str | None]] = [
     ("json array", b"[1]", 400, "invalid_type", None),
     ("no messages", {"model": "m"}, 400, "missing_required_parameter", "messages"),
     ("empty messages", {"messages": []}, 400, "invalid_value", "messages"),
-    ("no user message", {"messages": [{"role": "system", "content": "x"}]}, 400,
-     "invalid_request", None),
-    ("tool role", {"messages": [{"role": "tool", "content": "x"}]}, 400, "invalid_value",
-     "messages[0].role"),
-    ("image part", {"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "x"}}]}]}, 400, "invalid_value",
-     "messages[0].content[0].type"),
-    ("tools", {"messages": USER, "tools": [{"type": "function"}]}, 400, "unsupported_parameter",
-     "tools"),
+    (
+        "no user message",
+        {"messages": [{"role": "system", "content": "x"}]},
+        400,
+        "invalid_request",
+        None,
+    ),
+    (
+        "tool role",
+        {"messages": [{"role": "tool", "content": "x"}]},
+        400,
+        "invalid_value",
+        "messages[0].role",
+    ),
+    (
+        "image part",
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
+            ]
+        },
+        400,
+        "invalid_value",
+        "messages[0].content[0].type",
+    ),
+    (
+        "tools",
+        {"messages": USER, "tools": [{"type": "function"}]},
+        400,
+        "unsupported_parameter",
+        "tools",
+    ),
     ("logprobs", {"messages": USER, "logprobs": True}, 400, "unsupported_parameter", "logprobs"),
     ("n of 2", {"messages": USER, "n": 2}, 400, "invalid_value", "n"),
     ("unknown field", {"messages": USER, "colour": "red"}, 400, "unknown_parameter", "colour"),
-    ("stream_options without stream", {"messages": USER, "stream_options": {
-        "include_usage": True}}, 400, "invalid_value", "stream_options"),
+    (
+        "stream_options without stream",
+        {"messages": USER, "stream_options": {"include_usage": True}},
+        400,
+        "invalid_value",
+        "stream_options",
+    ),
     ("temperature too high", {"messages": USER, "temperature": 3}, 400, "invalid_request", None),
-    ("five stop sequences", {"messages": USER, "stop": list("abcde")}, 400, "invalid_request",
-     None),
+    (
+        "five stop sequences",
+        {"messages": USER, "stop": list("abcde")},
+        400,
+        "invalid_request",
+        None,
+    ),
     ("unknown language", {"messages": USER, "language": "cobol"}, 400, "invalid_request", None),
-    ("prompt too long", {"messages": [{"role": "user", "content": "x" * 40_000}]}, 413,
-     "prompt_too_large", None),
-    ("body too large", b'{"messages": "' + b"x" * 300_000 + b'"}', 413,
-     "request_entity_too_large", None),
-]  # fmt: skip
+    (
+        "prompt too long",
+        {"messages": [{"role": "user", "content": "x" * 40_000}]},
+        413,
+        "prompt_too_large",
+        None,
+    ),
+    (
+        "body too large",
+        b'{"messages": "' + b"x" * 300_000 + b'"}',
+        413,
+        "request_entity_too_large",
+        None,
+    ),
+]
 
 BAD_RESPONSES: list[tuple[str, Any, int, str, str | None]] = [
     ("no input", {"model": "m", "background": True}, 400, "missing_required_parameter", "input"),
-    ("tools", {"input": "a", "tools": [{"type": "web_search"}]}, 400, "unsupported_parameter",
-     "tools"),
-    ("previous response", {"input": "a", "previous_response_id": "resp_x"}, 400,
-     "unsupported_parameter", "previous_response_id"),
+    (
+        "tools",
+        {"input": "a", "tools": [{"type": "web_search"}]},
+        400,
+        "unsupported_parameter",
+        "tools",
+    ),
+    (
+        "previous response",
+        {"input": "a", "previous_response_id": "resp_x"},
+        400,
+        "unsupported_parameter",
+        "previous_response_id",
+    ),
     ("store false", {"input": "a", "store": False}, 400, "invalid_value", "store"),
-    ("json output", {"input": "a", "text": {"format": {"type": "json_object"}}}, 400,
-     "invalid_value", "text.format.type"),
-    ("max tokens above limit", {"input": "a", "max_output_tokens": 10**9}, 400,
-     "invalid_request", None),
-]  # fmt: skip
+    (
+        "json output",
+        {"input": "a", "text": {"format": {"type": "json_object"}}},
+        400,
+        "invalid_value",
+        "text.format.type",
+    ),
+    (
+        "max tokens above limit",
+        {"input": "a", "max_output_tokens": 10**9},
+        400,
+        "invalid_request",
+        None,
+    ),
+]
 
 
 async def _assert_refused(
-    gateway: TestClient[Any, Any], redis: Redis, http: aiohttp.ClientSession, upstream_url: str,
-    path: str, body: Any, status: int, code: str, param: str | None,
-) -> None:  # fmt: skip
+    gateway: TestClient[Any, Any],
+    redis: Redis,
+    http: aiohttp.ClientSession,
+    upstream_url: str,
+    path: str,
+    body: Any,
+    status: int,
+    code: str,
+    param: str | None,
+) -> None:
     keys_before = set(await redis.keys("*"))
     if isinstance(body, bytes):
         response = await gateway.post(path, data=body, headers={"Content-Type": "application/json"})
@@ -87,11 +157,18 @@ async def _assert_refused(
     ("body", "status", "code", "param"), [c[1:] for c in BAD_CHATS], ids=[c[0] for c in BAD_CHATS]
 )
 async def test_bad_chat_request_is_an_openai_error_and_writes_nothing(
-    gateway: TestClient[Any, Any], redis: Redis, http: aiohttp.ClientSession, upstream_url: str,
-    body: Any, status: int, code: str, param: str | None,
-) -> None:  # fmt: skip
-    await _assert_refused(gateway, redis, http, upstream_url, "/v1/chat/completions", body,
-                          status, code, param)  # fmt: skip
+    gateway: TestClient[Any, Any],
+    redis: Redis,
+    http: aiohttp.ClientSession,
+    upstream_url: str,
+    body: Any,
+    status: int,
+    code: str,
+    param: str | None,
+) -> None:
+    await _assert_refused(
+        gateway, redis, http, upstream_url, "/v1/chat/completions", body, status, code, param
+    )
 
 
 @pytest.mark.parametrize(
@@ -100,11 +177,18 @@ async def test_bad_chat_request_is_an_openai_error_and_writes_nothing(
     ids=[c[0] for c in BAD_RESPONSES],
 )
 async def test_bad_responses_request_is_an_openai_error_and_writes_nothing(
-    gateway: TestClient[Any, Any], redis: Redis, http: aiohttp.ClientSession, upstream_url: str,
-    body: Any, status: int, code: str, param: str | None,
-) -> None:  # fmt: skip
-    await _assert_refused(gateway, redis, http, upstream_url, "/v1/responses", body, status,
-                          code, param)  # fmt: skip
+    gateway: TestClient[Any, Any],
+    redis: Redis,
+    http: aiohttp.ClientSession,
+    upstream_url: str,
+    body: Any,
+    status: int,
+    code: str,
+    param: str | None,
+) -> None:
+    await _assert_refused(
+        gateway, redis, http, upstream_url, "/v1/responses", body, status, code, param
+    )
 
 
 async def test_unknown_response_is_404_and_a_bad_position_400(

@@ -17,9 +17,11 @@ from tests.jobs_api import upstream_requests, upstream_text, wait_until_ended
 
 
 async def test_chat_stream_gives_exactly_the_upstream_text(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     client = sdk(gateway)
     async with client:
         response = await client.chat.completions.with_raw_response.create(
@@ -43,16 +45,23 @@ async def test_chat_stream_gives_exactly_the_upstream_text(
 
 
 async def test_chat_without_stream_answers_one_completion(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
-    upstream_url: str, redis: Redis,
-) -> None:  # fmt: skip
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
+    upstream_url: str,
+    redis: Redis,
+) -> None:
     async with sdk(gateway) as client:
         response = await client.chat.completions.with_raw_response.create(
             model="tokenrelay-sim",
-            messages=[{"role": "system", "content": "be brief"},
-                      {"role": "user", "content": "fizzbuzz\n#sim tokens=40"}],
-            temperature=0.2, max_tokens=25, stop=["\n\n\n"],
-        )  # fmt: skip
+            messages=[
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "fizzbuzz\n#sim tokens=40"},
+            ],
+            temperature=0.2,
+            max_tokens=25,
+            stop=["\n\n\n"],
+        )
         completion = response.parse()
     job_id = response.headers["x-tokenrelay-job-id"]
     stored = orjson.loads(await redis.hget(job_record_key(job_id), "request"))
@@ -66,14 +75,17 @@ async def test_chat_without_stream_answers_one_completion(
 
 
 async def test_chat_stream_stays_exact_through_an_upstream_retry(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     async with sdk(gateway) as client:
         response = await client.chat.completions.with_raw_response.create(
             model="tokenrelay-sim",
-            messages=[{"role": "user",
-                       "content": "retry me\n#sim tokens=40 fail=cut after=8 times=1"}],
+            messages=[
+                {"role": "user", "content": "retry me\n#sim tokens=40 fail=cut after=8 times=1"}
+            ],
             stream=True,
         )
         chunks = [chunk async for chunk in response.parse()]

@@ -37,9 +37,11 @@ async def read(
 
 
 async def test_background_response_resumes_exactly_while_live_and_after_the_end(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     prompt = "an lru cache in rust\n#sim tokens=150 rate=150 unicode=1"
     async with sdk(gateway) as client:
         created = await client.responses.create(
@@ -74,15 +76,19 @@ async def test_background_response_resumes_exactly_while_live_and_after_the_end(
 
 
 async def test_create_with_stream_sends_the_events_from_the_first(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     async with sdk(gateway) as client:
         stream = await client.responses.create(
             model="tokenrelay-sim",
             input=[{"role": "user", "content": "quicksort\n#sim tokens=30"}],
-            instructions="python only", background=True, stream=True,
-        )  # fmt: skip
+            instructions="python only",
+            background=True,
+            stream=True,
+        )
         reader = ResponsesReader()
         async for event in stream:
             reader.take(event)
@@ -90,15 +96,19 @@ async def test_create_with_stream_sends_the_events_from_the_first(
     assert [e.sequence_number for e in reader.events] == list(range(len(reader.events)))
     assert reader.text == await upstream_text(http, upstream_url, job_of(response_id))
     assert [e.type for e in reader.events[:4]] == [
-        "response.created", "response.in_progress", "response.output_item.added",
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
         "response.content_part.added",
-    ]  # fmt: skip
+    ]
 
 
 async def test_cancel_ends_the_response_cancelled_for_every_reader(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     async with sdk(gateway) as client:
         created = await client.responses.create(
             model="tokenrelay-sim", input="slow\n#sim tokens=400 rate=50", background=True
@@ -119,14 +129,17 @@ async def test_cancel_ends_the_response_cancelled_for_every_reader(
 
 
 async def test_a_retried_attempt_stays_exact_for_the_sdk_reader(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     async with sdk(gateway) as client:
         created = await client.responses.create(
             model="tokenrelay-sim",
-            input="flaky\n#sim tokens=60 rate=200 fail=cut after=8 times=1", background=True,
-        )  # fmt: skip
+            input="flaky\n#sim tokens=60 rate=200 fail=cut after=8 times=1",
+            background=True,
+        )
         reader = ResponsesReader()
         while not reader.finished:
             await read(client, created.id, reader, limit=5)
@@ -137,8 +150,11 @@ async def test_a_retried_attempt_stays_exact_for_the_sdk_reader(
     expected = await upstream_text(http, upstream_url, job_id)
     assert reader.text == expected
     assert final.output_text == expected
-    abandoned = [e for e in reader.events if e.type == "response.output_item.done"
-                 and e.item.status == "incomplete"]  # fmt: skip
+    abandoned = [
+        e
+        for e in reader.events
+        if e.type == "response.output_item.done" and e.item.status == "incomplete"
+    ]
     assert len(abandoned) == 1
     assert abandoned[0].item.id == f"msg_{job_id}_1"
     assert final.output[0].id == f"msg_{job_id}_2"

@@ -31,15 +31,19 @@ FAST = Backoff(initial=0.05, maximum=0.3, give_up_after=20)
 
 
 async def test_watch_survives_a_gateway_killed_and_restarted_mid_stream(
-    settings: Settings, worker: RunningWorker, http: aiohttp.ClientSession, upstream_url: str,
+    settings: Settings,
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
+    upstream_url: str,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     gateway = gateway_process(settings, tmp_path).start()
     reconnects: list[str] = []
     try:
         async with TokenRelayClient(gateway.url, backoff=FAST) as client:
-            job = await client.submit(prompt="an interval tree\n#sim tokens=200 rate=100 unicode=1",
-                                      language="typescript")  # fmt: skip
+            job = await client.submit(
+                prompt="an interval tree\n#sim tokens=200 rate=100 unicode=1", language="typescript"
+            )
             transcript = Transcript()
             events: list[JobEvent] = []
             async for event in client.watch(job.id, on_reconnect=reconnects.append):
@@ -74,9 +78,11 @@ def _sync_session(url: str) -> tuple[str, str, str, str]:
 
 
 async def test_sync_client_submits_watches_awaits_and_cancels(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     url = str(gateway.make_url("")).rstrip("/")
     job_id, watched, output, cancelled = await asyncio.to_thread(_sync_session, url)
     assert watched == output == await upstream_text(http, upstream_url, job_id)

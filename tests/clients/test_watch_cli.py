@@ -41,9 +41,17 @@ def _env() -> dict[str, str]:
 async def tokenrelay(*args: str, url: str) -> Run:
     """Run ``tokenrelay ARGS --url URL`` with pipes."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service.cli", *args, "--url", url, cwd=ROOT, env=_env(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "service.cli",
+        *args,
+        "--url",
+        url,
+        cwd=ROOT,
+        env=_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
     return Run(process.returncode, stdout, stderr.decode())
@@ -57,20 +65,30 @@ def _job_id(run: Run) -> str:
 
 
 async def test_submit_watch_piped_prints_exactly_the_text_and_exits_0(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     url = str(gateway.make_url("")).rstrip("/")
-    run = await tokenrelay("submit", "write a quicksort\n#sim tokens=120 rate=300 unicode=1",
-                           "--language", "python", "--watch", url=url)  # fmt: skip
+    run = await tokenrelay(
+        "submit",
+        "write a quicksort\n#sim tokens=120 rate=300 unicode=1",
+        "--language",
+        "python",
+        "--watch",
+        url=url,
+    )
     assert run.code == EXIT_DONE, run.stderr
     assert run.stdout.decode("utf-8") == await upstream_text(http, upstream_url, _job_id(run))
 
 
 async def test_watch_piped_stays_exact_through_a_retried_attempt(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     url = str(gateway.make_url("")).rstrip("/")
     job = await submit(gateway, "retry\n#sim tokens=60 rate=150 fail=cut after=8 times=1")
     run = await tokenrelay("watch", job["id"], "--from-start", url=url)
@@ -80,9 +98,11 @@ async def test_watch_piped_stays_exact_through_a_retried_attempt(
 
 
 async def test_watch_of_a_finished_job_prints_its_text_and_the_exit_code_says_how_it_ended(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     url = str(gateway.make_url("")).rstrip("/")
     done = await submit(gateway, "done\n#sim tokens=40")
     failed = await submit(gateway, "failing\n#sim tokens=10 fail=500")
@@ -136,18 +156,30 @@ def _read_all(fd: int) -> bytes:
 
 
 async def test_under_a_terminal_the_screen_shows_exactly_the_code(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     url = str(gateway.make_url("")).rstrip("/")
     job = await submit(gateway, "a stack class\n#sim tokens=150 rate=300", language="python")
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
     env = {**_env(), "TERM": "xterm-256color", "COLUMNS": str(COLUMNS), "LINES": str(ROWS)}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service.cli", "watch", job["id"], "--url", url, cwd=ROOT,
-        env=env, stdin=slave, stdout=slave, stderr=slave,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "service.cli",
+        "watch",
+        job["id"],
+        "--url",
+        url,
+        cwd=ROOT,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
     os.close(slave)
     try:
         output = await asyncio.wait_for(asyncio.to_thread(_read_all, master), timeout=60)

@@ -54,8 +54,10 @@ async def test_two_gateways_and_two_workers_share_jobs_with_identical_ids(
     try:
         jobs = []
         for n in range(8):
-            async with http.post(f"{gateways[n % 2].url}/v1/jobs", json={
-                "prompt": f"job {n}\n#sim tokens=80 rate=200 unicode=1"}) as response:  # fmt: skip
+            async with http.post(
+                f"{gateways[n % 2].url}/v1/jobs",
+                json={"prompt": f"job {n}\n#sim tokens=80 rate=200 unicode=1"},
+            ) as response:
                 jobs.append(await response.json())
 
         async def watch(job: dict[str, Any]) -> ResumingViewer:
@@ -81,18 +83,20 @@ async def test_two_gateways_and_two_workers_share_jobs_with_identical_ids(
 
 @pytest.mark.timeout(200)
 async def test_primary_killed_mid_stream_every_viewer_ends_exact_or_explicitly_failed(
-    gateway: TestClient[Any, Any], redis: AnyRedis, redis_cluster: RedisClusterServers,
-    settings: Settings, http: aiohttp.ClientSession, upstream_url: str,
-) -> None:  # fmt: skip
+    gateway: TestClient[Any, Any],
+    redis: AnyRedis,
+    redis_cluster: RedisClusterServers,
+    settings: Settings,
+    http: aiohttp.ClientSession,
+    upstream_url: str,
+) -> None:
     worker = RunningWorker(settings)
     try:
         jobs = [
             await submit(gateway, f"failover {n}\n#sim tokens=300 rate=60 unicode=1")
             for n in range(6)
         ]
-        viewers = [
-            ResumingViewer(http, str(gateway.make_url(job["events_url"]))) for job in jobs
-        ]
+        viewers = [ResumingViewer(http, str(gateway.make_url(job["events_url"]))) for job in jobs]
         await asyncio.gather(*(viewer.read(max_events=4) for viewer in viewers))
         victim = await _node_of(redis, job_events_key(jobs[0]["id"]))
         redis_cluster.node(int(victim.rsplit(":", 1)[1])).stop(kill=True)

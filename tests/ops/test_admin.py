@@ -26,9 +26,16 @@ async def jobs_cli(settings: Settings, *args: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENRELAY_")}
     env["TOKENRELAY_REDIS_URL"] = settings.required_redis_url
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service.cli", "jobs", *args, env=env, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "service.cli",
+        "jobs",
+        *args,
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
@@ -41,9 +48,11 @@ async def jobs_json(settings: Settings, *args: str) -> Any:
 
 
 async def test_list_shows_a_running_job_with_its_attempt_and_viewers(
-    settings: Settings, gateway: TestClient[Any, Any], worker: RunningWorker,
+    settings: Settings,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
     http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
+) -> None:
     job = await submit(gateway, "a long one\n#sim tokens=3000 rate=50 fail=500 times=1")
     url = str(gateway.make_url(job["events_url"]))
     viewers = [asyncio.create_task(read_stream(http, url)) for _ in range(3)]
@@ -63,8 +72,15 @@ async def test_list_shows_a_running_job_with_its_attempt_and_viewers(
     code, table, _ = await jobs_cli(settings, "list")
     assert code == 0
     header, *lines = table.splitlines()
-    assert header.split()[:7] == ["JOB", "STATUS", "AGE_S", "ATTEMPT", "WORKER", "OUTPUT_B",
-                                  "VIEWERS"]  # fmt: skip
+    assert header.split()[:7] == [
+        "JOB",
+        "STATUS",
+        "AGE_S",
+        "ATTEMPT",
+        "WORKER",
+        "OUTPUT_B",
+        "VIEWERS",
+    ]
     ours = next(line.split() for line in lines if line.startswith(job["id"]))
     assert ours[1] == "running" and ours[3] == "2" and ours[6] == "3"
 
@@ -75,8 +91,10 @@ async def test_list_shows_a_running_job_with_its_attempt_and_viewers(
     assert queue["pending"] == 1 and queue["waiting"] == 0 and queue["dead_letters"] == 0
     assert [c["name"] for c in queue["consumers"] if c["pending"]] == [shown["worker"]]
 
-    assert await jobs_json(settings, "cancel", job["id"]) == {"id": job["id"],
-                                                               "status": "cancelled"}  # fmt: skip
+    assert await jobs_json(settings, "cancel", job["id"]) == {
+        "id": job["id"],
+        "status": "cancelled",
+    }
     for reading in await asyncio.gather(*viewers):
         assert reading.events[-1].event == "cancelled"
     code, _, err = await jobs_cli(settings, "cancel", "no-such-job-at-all")
@@ -84,9 +102,12 @@ async def test_list_shows_a_running_job_with_its_attempt_and_viewers(
 
 
 async def test_requeue_brings_a_dead_lettered_job_back_to_done(
-    settings: Settings, gateway: TestClient[Any, Any], redis: AnyRedis,
-    http: aiohttp.ClientSession, upstream_url: str,
-) -> None:  # fmt: skip
+    settings: Settings,
+    gateway: TestClient[Any, Any],
+    redis: AnyRedis,
+    http: aiohttp.ClientSession,
+    upstream_url: str,
+) -> None:
     """A job handed back once too often is failed and dead-lettered; requeued, it runs again
     from a fresh event stream, and a viewer that saw the failure resumes into the new run."""
     poison = settings.model_copy(update={"max_deliveries": 1})

@@ -34,8 +34,9 @@ CALLER_TRACEPARENT = f"00-{CALLER_TRACE_ID}-00f067aa0ba902b7-01"
 @pytest.fixture
 async def keyed_upstream() -> AsyncIterator[str]:
     """A simulator that checks the upstream key, so the worker really sends it."""
-    config = SimConfig(tokens_per_second=300, default_tokens=30, models=["tokenrelay-sim"],
-                       api_key=UPSTREAM_KEY)  # fmt: skip
+    config = SimConfig(
+        tokens_per_second=300, default_tokens=30, models=["tokenrelay-sim"], api_key=UPSTREAM_KEY
+    )
     runner, url = await start_simulator(config)
     yield url
     await runner.cleanup()
@@ -44,10 +45,13 @@ async def keyed_upstream() -> AsyncIterator[str]:
 @pytest.fixture
 def secret_settings(redis_url: str, keyed_upstream: str) -> Settings:
     return make_settings(
-        redis_url=redis_url, upstream_url=keyed_upstream, upstream_api_key=UPSTREAM_KEY,
-        api_keys=[API_KEY, OTHER_API_KEY], viewer_token_secret=SIGNING_SECRET,
+        redis_url=redis_url,
+        upstream_url=keyed_upstream,
+        upstream_api_key=UPSTREAM_KEY,
+        api_keys=[API_KEY, OTHER_API_KEY],
+        viewer_token_secret=SIGNING_SECRET,
         log_level="DEBUG",
-    )  # fmt: skip
+    )
 
 
 def _lines(text: str) -> list[dict[str, Any]]:
@@ -81,9 +85,11 @@ async def test_a_workload_logs_context_and_never_a_secret(
             reading = await read_stream(http, f"{base}{job['events_url']}")
             assert reading.events[-1].event == "done"
             resumed = await read_stream(
-                http, f"{base}{job['events_url']}", last_event_id=reading.events[1].id,
+                http,
+                f"{base}{job['events_url']}",
+                last_event_id=reading.events[1].id,
                 via_query=True,
-            )  # fmt: skip
+            )
             assert resumed.events[-1].event == "done"
             async with http.get(f"{base}{job['job_url']}?token={job['viewer_token']}") as r:
                 assert r.status == 200
@@ -107,8 +113,15 @@ async def test_a_workload_logs_context_and_never_a_secret(
     logs = stack.logs()
 
     for process, text in logs.items():
-        for secret in (UPSTREAM_KEY, API_KEY, OTHER_API_KEY, WRONG_KEY, SIGNING_SECRET, *tokens,
-                       forged):  # fmt: skip
+        for secret in (
+            UPSTREAM_KEY,
+            API_KEY,
+            OTHER_API_KEY,
+            WRONG_KEY,
+            SIGNING_SECRET,
+            *tokens,
+            forged,
+        ):
             assert secret not in text, f"a secret is in the {process} log"
         assert "token=" not in text or "token=[redacted]" in text
 
@@ -135,9 +148,10 @@ def _assert_request_lines(gateway: list[dict[str, Any]], job_id: str) -> None:
     submits = [line for line in requests if line["route"] == "/v1/jobs"]
     assert [line["status"] for line in submits] == [202, 202, 202, 401]
     streams = [
-        line for line in requests
+        line
+        for line in requests
         if line["route"] == "/v1/jobs/{job_id}/events" and line.get("job_id") == job_id
-    ]  # fmt: skip
+    ]
     assert [line["status"] for line in streams] == [200, 200]
     for line in requests:
         assert TRACE_ID.match(line["trace_id"]), line
@@ -150,10 +164,11 @@ def _assert_job_lines(worker: list[dict[str, Any]], job_id: str, trace_id: str) 
     """The worker's state changes of a job: each names the job, attempt, worker and the trace
     the gateway started when the job was submitted."""
     changes = [
-        line for line in worker
+        line
+        for line in worker
         if line.get("job_id") == job_id
         and line["msg"] in ("attempt started", "job done", "job failed", "job stopped")
-    ]  # fmt: skip
+    ]
     assert changes, f"no state change logged for {job_id}"
     assert changes[0]["msg"] == "attempt started"
     for line in changes:

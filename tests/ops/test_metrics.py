@@ -119,8 +119,9 @@ async def test_a_known_workload_is_counted_exactly_by_gateway_and_worker(
         assert figures.value("tokenrelay_queue_lag") == 0
         assert figures.value("tokenrelay_queue_pending") == 0
         assert figures.value("tokenrelay_dead_letters") == 0
-        assert figures.value("tokenrelay_redis_command_duration_seconds_count",
-                             command="EVALSHA") > 0  # fmt: skip
+        assert (
+            figures.value("tokenrelay_redis_command_duration_seconds_count", command="EVALSHA") > 0
+        )
 
 
 def _assert_gateway(gateway: Scrape, seen: Viewing) -> None:

@@ -41,16 +41,17 @@ def _trace(spans: list[ReadableSpan], trace_id: int) -> list[ReadableSpan]:
 
 
 async def test_one_trace_spans_gateway_worker_redis_and_upstream(
-    traced: tuple[OtelTracing, InMemorySpanExporter], redis: AnyRedis, redis_url: str,
+    traced: tuple[OtelTracing, InMemorySpanExporter],
+    redis: AnyRedis,
+    redis_url: str,
     http: aiohttp.ClientSession,
-) -> None:  # fmt: skip
+) -> None:
     tracing, exporter = traced
     # Started after the instrumentation, so the simulated upstream traces its side too.
     runner, upstream_url = await start_simulator(
         SimConfig(tokens_per_second=400, default_tokens=20, models=["tokenrelay-sim"])
     )
-    settings = make_settings(redis_url=redis_url, upstream_url=upstream_url,
-                             worker_metrics_port=0)  # fmt: skip
+    settings = make_settings(redis_url=redis_url, upstream_url=upstream_url, worker_metrics_port=0)
     stop = asyncio.Event()
     try:
         async with TestClient(TestServer(await create_app(settings, redis, tracing=tracing))) as gw:
@@ -101,8 +102,9 @@ def test_tracing_is_off_unless_otel_variables_ask_for_it() -> None:
     assert not tracing_requested({})
     assert not tracing_requested({"OTEL_SERVICE_NAME": "x"})
     assert not tracing_requested({"OTEL_TRACES_EXPORTER": "none"})
-    assert not tracing_requested({"OTEL_SDK_DISABLED": "true",
-                                  "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"})  # fmt: skip
+    assert not tracing_requested(
+        {"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}
+    )
     assert tracing_requested({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
     assert tracing_requested({"OTEL_TRACES_EXPORTER": "console"})
     off = setup_tracing("tokenrelay-test", {})
@@ -115,12 +117,14 @@ def test_tracing_is_off_unless_otel_variables_ask_for_it() -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-         "4bf92f3577b34da6a3ce929d0e0e4736"),
+        (
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+        ),
         ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", None),
         ("garbage", None),
         (None, None),
     ],
-)  # fmt: skip
+)
 def test_trace_id_of_a_traceparent(value: Any, expected: str | None) -> None:
     assert trace_id_of(value) == expected

@@ -19,10 +19,20 @@ BAD_SUBMITS: list[tuple[str, Any, dict[str, str], int, str]] = [
     ("json array", b"[1, 2]", {"Content-Type": "application/json"}, 400, "invalid_body"),
     ("no prompt", {"language": "python"}, {}, 400, "invalid_request"),
     ("empty prompt", {"prompt": "   "}, {}, 400, "invalid_request"),
-    ("prompt and messages", {"prompt": "a", "messages": [{"role": "user", "content": "b"}]},
-     {}, 400, "invalid_request"),
-    ("messages without user", {"messages": [{"role": "system", "content": "b"}]},
-     {}, 400, "invalid_request"),
+    (
+        "prompt and messages",
+        {"prompt": "a", "messages": [{"role": "user", "content": "b"}]},
+        {},
+        400,
+        "invalid_request",
+    ),
+    (
+        "messages without user",
+        {"messages": [{"role": "system", "content": "b"}]},
+        {},
+        400,
+        "invalid_request",
+    ),
     ("bad role", {"messages": [{"role": "robot", "content": "b"}]}, {}, 400, "invalid_request"),
     ("prompt wrong type", {"prompt": 42}, {}, 400, "invalid_request"),
     ("unknown field", {"prompt": "a", "stream": True}, {}, 400, "invalid_request"),
@@ -32,13 +42,28 @@ BAD_SUBMITS: list[tuple[str, Any, dict[str, str], int, str]] = [
     ("max_tokens zero", {"prompt": "a", "max_tokens": 0}, {}, 400, "invalid_request"),
     ("max_tokens above limit", {"prompt": "a", "max_tokens": 10**9}, {}, 400, "invalid_request"),
     ("prompt too long", {"prompt": "x" * 40_000}, {}, 413, "prompt_too_large"),
-    ("body too large", b'{"prompt": "' + b"x" * 300_000 + b'"}',
-     {"Content-Type": "application/json"}, 413, "request_entity_too_large"),
-    ("form body", b"prompt=a", {"Content-Type": "application/x-www-form-urlencoded"}, 400,
-     "unsupported_media_type"),
-    ("idempotency key too long", {"prompt": "a"}, {"Idempotency-Key": "k" * 300}, 400,
-     "invalid_idempotency_key"),
-]  # fmt: skip
+    (
+        "body too large",
+        b'{"prompt": "' + b"x" * 300_000 + b'"}',
+        {"Content-Type": "application/json"},
+        413,
+        "request_entity_too_large",
+    ),
+    (
+        "form body",
+        b"prompt=a",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        400,
+        "unsupported_media_type",
+    ),
+    (
+        "idempotency key too long",
+        {"prompt": "a"},
+        {"Idempotency-Key": "k" * 300},
+        400,
+        "invalid_idempotency_key",
+    ),
+]
 
 
 @pytest.mark.parametrize(
@@ -47,9 +72,15 @@ BAD_SUBMITS: list[tuple[str, Any, dict[str, str], int, str]] = [
     ids=[case[0] for case in BAD_SUBMITS],
 )
 async def test_bad_submit_is_a_json_error_and_writes_nothing(
-    gateway: TestClient[Any, Any], redis: Redis, http: aiohttp.ClientSession, upstream_url: str,
-    body: Any, headers: dict[str, str], status: int, code: str,
-) -> None:  # fmt: skip
+    gateway: TestClient[Any, Any],
+    redis: Redis,
+    http: aiohttp.ClientSession,
+    upstream_url: str,
+    body: Any,
+    headers: dict[str, str],
+    status: int,
+    code: str,
+) -> None:
     keys_before = set(await redis.keys("*"))
     if isinstance(body, bytes):
         response = await gateway.post("/v1/jobs", data=body, headers=headers)
@@ -102,9 +133,7 @@ async def test_wrong_method_is_405_json(gateway: TestClient[Any, Any]) -> None:
     assert (await response.json())["error"]["code"] == "method_not_allowed"
 
 
-async def test_a_token_for_one_job_does_not_open_another(
-    gateway: TestClient[Any, Any]
-) -> None:
+async def test_a_token_for_one_job_does_not_open_another(gateway: TestClient[Any, Any]) -> None:
     first = await submit(gateway, "a")
     second = await submit(gateway, "b")
     token = first["viewer_token"]

@@ -14,9 +14,11 @@ from tests.sse_client import read_stream
 
 
 async def test_cancel_mid_stream_ends_viewers_and_the_upstream_call(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     job = await submit(gateway, "long job\n#sim tokens=2000 rate=50")
     url = str(gateway.make_url(job["events_url"]))
     first = await read_stream(http, url, max_events=4)

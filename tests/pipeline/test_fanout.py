@@ -31,9 +31,12 @@ async def second_gateway(settings: Settings, redis: Redis) -> AsyncIterator[Test
 
 
 async def test_viewers_hopping_between_gateways_see_identical_ids_and_exact_text(
-    gateway: TestClient[Any, Any], second_gateway: TestClient[Any, Any],
-    worker: RunningWorker, http: aiohttp.ClientSession, upstream_url: str,
-) -> None:  # fmt: skip
+    gateway: TestClient[Any, Any],
+    second_gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
+    upstream_url: str,
+) -> None:
     """Each reconnect goes to the other gateway, whose own reader may be ahead or behind."""
     job = await submit(gateway, "scala actor\n#sim tokens=300 rate=400 unicode=1")
     urls = [str(gw.make_url(job["events_url"])) for gw in (gateway, second_gateway)]
@@ -77,9 +80,11 @@ async def test_one_reader_per_job_however_many_viewers(
 
 
 async def test_late_viewers_of_a_finished_job_replay_from_memory(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     job = await submit(gateway, "a lexer in ocaml\n#sim tokens=120 rate=400 unicode=1")
     url = str(gateway.make_url(job["events_url"]))
     first = await read_stream(http, url)  # live: the feed follows the job to its end
@@ -165,8 +170,7 @@ def test_sweeper_pings_quiet_viewers_and_drops_stuck_writes() -> None:
     stuck.sweep(now=131.0, ping_seconds=15.0, send_timeout=30.0)
     assert aborted == ["x"]
 
-    cut = Viewer(limit=8, write_started=100.0, overflowed=True,
-                 abort=lambda: aborted.append("cut"))  # fmt: skip
+    cut = Viewer(limit=8, write_started=100.0, overflowed=True, abort=lambda: aborted.append("cut"))
     cut.sweep(now=100.5, ping_seconds=15.0, send_timeout=30.0)
     assert aborted == ["x", "cut"]
     assert not cut.needs_ping

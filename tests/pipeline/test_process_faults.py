@@ -23,9 +23,12 @@ pytestmark = pytest.mark.slow
 
 
 async def test_worker_killed_mid_job_is_reclaimed_and_finished_by_another(
-    gateway: TestClient[Any, Any], settings: Settings, http: aiohttp.ClientSession,
-    upstream_url: str, tmp_path: Path,
-) -> None:  # fmt: skip
+    gateway: TestClient[Any, Any],
+    settings: Settings,
+    http: aiohttp.ClientSession,
+    upstream_url: str,
+    tmp_path: Path,
+) -> None:
     first = worker_process(settings, tmp_path, "doomed").start()
     try:
         job = await submit(gateway, "long rust job\n#sim tokens=300 rate=60 unicode=1")
@@ -53,9 +56,12 @@ async def test_worker_killed_mid_job_is_reclaimed_and_finished_by_another(
 
 
 async def test_worker_sigterm_finishes_running_jobs_before_exiting(
-    gateway: TestClient[Any, Any], settings: Settings, http: aiohttp.ClientSession,
-    upstream_url: str, tmp_path: Path,
-) -> None:  # fmt: skip
+    gateway: TestClient[Any, Any],
+    settings: Settings,
+    http: aiohttp.ClientSession,
+    upstream_url: str,
+    tmp_path: Path,
+) -> None:
     process = worker_process(settings, tmp_path, "graceful").start()
     try:
         job = await submit(gateway, "short job\n#sim tokens=40 rate=100")
@@ -72,13 +78,18 @@ async def test_worker_sigterm_finishes_running_jobs_before_exiting(
 
 
 async def test_gateway_restart_mid_stream_viewers_resume_exactly(
-    settings: Settings, worker: RunningWorker, http: aiohttp.ClientSession, upstream_url: str,
+    settings: Settings,
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
+    upstream_url: str,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     gateway = gateway_process(settings, tmp_path).start()
     try:
-        async with http.post(f"{gateway.url}/v1/jobs", json={
-            "prompt": "typescript\n#sim tokens=250 rate=80 unicode=1"}) as response:  # fmt: skip
+        async with http.post(
+            f"{gateway.url}/v1/jobs",
+            json={"prompt": "typescript\n#sim tokens=250 rate=80 unicode=1"},
+        ) as response:
             job = await response.json()
         viewers = [ResumingViewer(http, gateway.url + job["events_url"]) for _ in range(5)]
         await asyncio.gather(*(viewer.read(max_events=5) for viewer in viewers))
@@ -100,14 +111,18 @@ async def test_gateway_restart_mid_stream_viewers_resume_exactly(
 
 
 async def test_gateway_sigterm_ends_streams_so_viewers_reconnect_elsewhere(
-    settings: Settings, worker: RunningWorker, http: aiohttp.ClientSession, upstream_url: str,
+    settings: Settings,
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
+    upstream_url: str,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     old = gateway_process(settings, tmp_path).start()
     new = gateway_process(settings, tmp_path).start()
     try:
-        async with http.post(f"{old.url}/v1/jobs", json={
-            "prompt": "go\n#sim tokens=200 rate=80"}) as response:  # fmt: skip
+        async with http.post(
+            f"{old.url}/v1/jobs", json={"prompt": "go\n#sim tokens=200 rate=80"}
+        ) as response:
             job = await response.json()
         viewer = ResumingViewer(http, old.url + job["events_url"])
         reading = asyncio.create_task(viewer.read())

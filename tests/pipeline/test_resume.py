@@ -20,9 +20,12 @@ from tests.sse_client import ResumingViewer, read_stream, text_of
 
 @pytest.mark.parametrize("via_query", [False, True], ids=["header", "query"])
 async def test_resume_continues_right_after_last_event_id(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
-    upstream_url: str, via_query: bool,
-) -> None:  # fmt: skip
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
+    upstream_url: str,
+    via_query: bool,
+) -> None:
     job = await submit(gateway, "rust parser\n#sim tokens=150 rate=300 unicode=1")
     viewer = ResumingViewer(http, str(gateway.make_url(job["events_url"])))
     while not viewer.finished:
@@ -34,9 +37,11 @@ async def test_resume_continues_right_after_last_event_id(
 
 
 async def test_many_viewers_with_random_drops_all_end_exact(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     jobs = [
         await submit(gateway, f"job {n} in typescript\n#sim tokens={40 + 10 * n} rate=400")
         for n in range(6)
@@ -60,9 +65,11 @@ async def test_many_viewers_with_random_drops_all_end_exact(
 
 
 async def test_resume_after_completion_replays_merged_tokens_exactly(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     job = await submit(gateway, "c hash map\n#sim tokens=200 rate=0 unicode=1")
     await wait_until_ended(gateway, job["id"])
     url = str(gateway.make_url(job["events_url"]))
@@ -77,9 +84,11 @@ async def test_resume_after_completion_replays_merged_tokens_exactly(
 
 
 async def test_resume_from_an_entry_inside_a_merged_replay_event_is_exact(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     """Replay merges token entries into one event; resuming from any entry it merged (an id
     another gateway or a live reader may have sent) still continues exactly."""
     from service.contract.keys import job_events_key
@@ -126,9 +135,11 @@ async def test_malformed_last_event_id_is_400(
 
 
 async def test_unknown_position_in_a_live_stream_sends_reset_then_full_replay(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     job = await submit(gateway, "kotlin\n#sim tokens=40 rate=0")
     await wait_until_ended(gateway, job["id"])
     url = str(gateway.make_url(job["events_url"]))
@@ -138,9 +149,11 @@ async def test_unknown_position_in_a_live_stream_sends_reset_then_full_replay(
 
 
 async def test_joiners_of_a_long_live_job_get_its_past_merged_and_stay_exact(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     """The feed replays its older live batches as merged events (fewer bytes for a storm of
     resumes or a crowd of late joiners); from scratch or from any id, the text is exact."""
     job = await submit(gateway, "long kotlin file\n#sim tokens=700 rate=350 unicode=1")
@@ -155,10 +168,12 @@ async def test_joiners_of_a_long_live_job_get_its_past_merged_and_stay_exact(
     await wait_for(far_enough)
     rng = random.Random(3)
     cuts = [None, *sorted(rng.sample(range(len(seen) - 1), 8))]
-    joiners = await asyncio.gather(*(
-        read_stream(http, url, last_event_id=None if cut is None else seen[cut].id)
-        for cut in cuts
-    ))  # fmt: skip
+    joiners = await asyncio.gather(
+        *(
+            read_stream(http, url, last_event_id=None if cut is None else seen[cut].id)
+            for cut in cuts
+        )
+    )
     await holder
     expected = await upstream_text(http, upstream_url, job["id"])
     assert text_of(seen) == expected

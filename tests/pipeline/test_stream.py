@@ -14,9 +14,11 @@ from tests.sse_client import read_stream, text_of
 
 
 async def test_viewer_gets_exactly_the_upstream_text(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     job = await submit(gateway, "write a python quicksort\n#sim tokens=80 unicode=1")
     reading = await read_stream(http, str(gateway.make_url(job["events_url"])))
     assert reading.status == 200

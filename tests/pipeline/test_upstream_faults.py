@@ -17,14 +17,21 @@ from tests.sse_client import read_stream, text_of
 
 @pytest.mark.parametrize(
     "directive",
-    ["fail=429 retry_after=0.2 times=2", "fail=500 times=1", "fail=cut after=8 times=1",
-     "fail=stall after=5 times=1"],
+    [
+        "fail=429 retry_after=0.2 times=2",
+        "fail=500 times=1",
+        "fail=cut after=8 times=1",
+        "fail=stall after=5 times=1",
+    ],
     ids=["429", "500", "cut", "stall"],
-)  # fmt: skip
+)
 async def test_transient_upstream_failure_is_retried_and_viewers_stay_exact(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
-    upstream_url: str, directive: str,
-) -> None:  # fmt: skip
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
+    upstream_url: str,
+    directive: str,
+) -> None:
     job = await submit(gateway, f"python cli\n#sim tokens=30 rate=200 {directive}")
     reading = await read_stream(http, str(gateway.make_url(job["events_url"])))
     assert reading.events[-1].event == DONE
@@ -58,9 +65,11 @@ async def test_a_failure_before_any_token_retries_without_reset(
 
 
 async def test_persistent_failure_ends_in_failed_after_the_last_attempt(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     job = await submit(gateway, "php\n#sim tokens=10 fail=500")
     reading = await read_stream(http, str(gateway.make_url(job["events_url"])))
     assert reading.events[-1].event == FAILED
@@ -72,9 +81,11 @@ async def test_persistent_failure_ends_in_failed_after_the_last_attempt(
 
 
 async def test_non_retryable_upstream_error_fails_at_once(
-    gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
     upstream_url: str,
-) -> None:  # fmt: skip
+) -> None:
     """A 404 model from the provider cannot get better by retrying."""
     job = await submit(gateway, "swift\n#sim tokens=10", model="no-such-model")
     reading = await read_stream(http, str(gateway.make_url(job["events_url"])))

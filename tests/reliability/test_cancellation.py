@@ -25,9 +25,12 @@ pytestmark = pytest.mark.slow
 
 
 async def test_abrupt_disconnects_during_slow_redis_calls_leave_every_reply_with_its_job(
-    settings: Settings, redis_server: RedisServer, worker: RunningWorker,
-    http: aiohttp.ClientSession, upstream_url: str,
-) -> None:  # fmt: skip
+    settings: Settings,
+    redis_server: RedisServer,
+    worker: RunningWorker,
+    http: aiohttp.ClientSession,
+    upstream_url: str,
+) -> None:
     proxy = await TcpProxy("127.0.0.1", redis_server.port, delay=0.003).start()
     slow_redis = connect(f"redis://127.0.0.1:{proxy.port}/0", max_connections=64)
     try:
@@ -36,8 +39,9 @@ async def test_abrupt_disconnects_during_slow_redis_calls_leave_every_reply_with
         async with TestClient(TestServer(app, handler_cancellation=True)) as gateway:
             jobs: list[dict[str, Any]] = []
             for n in range(12):
-                response = await gateway.post("/v1/jobs", json={
-                    "prompt": f"job {n} in go\n#sim tokens=120 rate=150"})  # fmt: skip
+                response = await gateway.post(
+                    "/v1/jobs", json={"prompt": f"job {n} in go\n#sim tokens=120 rate=150"}
+                )
                 jobs.append(await response.json())
             rng = random.Random(11)
 

@@ -57,5 +57,3 @@ async def test_submit_to_a_full_redis_is_refused_explicitly(
     finally:
         await redis.config_set("maxmemory", "0")
     assert sum([await redis.exists(queue) for queue in queue_keys()]) == 0
-
-

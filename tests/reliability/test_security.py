@@ -49,22 +49,58 @@ async def _job(client: TestClient[Any, Any]) -> dict[str, Any]:
 AUTH_CASES: list[tuple[str, str, str, dict[str, str], int, str]] = [
     ("submit without key", "POST", "/v1/jobs", {}, 401, "unauthorized"),
     ("submit with wrong key", "POST", "/v1/jobs", bearer("sk-wrong"), 401, "invalid_api_key"),
-    ("submit with basic auth", "POST", "/v1/jobs", {"Authorization": "Basic eDp5"}, 401,
-     "unauthorized"),
+    (
+        "submit with basic auth",
+        "POST",
+        "/v1/jobs",
+        {"Authorization": "Basic eDp5"},
+        401,
+        "unauthorized",
+    ),
     ("cancel without key", "DELETE", "/v1/jobs/{id}", {}, 401, "unauthorized"),
-    ("cancel with viewer token only", "DELETE", "/v1/jobs/{id}?token={token}", {}, 401,
-     "unauthorized"),
+    (
+        "cancel with viewer token only",
+        "DELETE",
+        "/v1/jobs/{id}?token={token}",
+        {},
+        401,
+        "unauthorized",
+    ),
     ("read without token", "GET", "/v1/jobs/{id}", {}, 403, "viewer_token_required"),
     ("events without token", "GET", "/v1/jobs/{id}/events", {}, 403, "viewer_token_required"),
-    ("events with garbage token", "GET", "/v1/jobs/{id}/events?token=abc", {}, 403,
-     "invalid_token"),
-    ("events with wrong key", "GET", "/v1/jobs/{id}/events", bearer("sk-wrong"), 403,
-     "viewer_token_required"),
-    ("forbidden origin", "POST", "/v1/jobs", {"Origin": "https://evil.example",
-     **bearer(KEY)}, 403, "origin_not_allowed"),
-    ("forbidden origin reading", "GET", "/v1/jobs/{id}?token={token}",
-     {"Origin": "https://evil.example"}, 403, "origin_not_allowed"),
-]  # fmt: skip
+    (
+        "events with garbage token",
+        "GET",
+        "/v1/jobs/{id}/events?token=abc",
+        {},
+        403,
+        "invalid_token",
+    ),
+    (
+        "events with wrong key",
+        "GET",
+        "/v1/jobs/{id}/events",
+        bearer("sk-wrong"),
+        403,
+        "viewer_token_required",
+    ),
+    (
+        "forbidden origin",
+        "POST",
+        "/v1/jobs",
+        {"Origin": "https://evil.example", **bearer(KEY)},
+        403,
+        "origin_not_allowed",
+    ),
+    (
+        "forbidden origin reading",
+        "GET",
+        "/v1/jobs/{id}?token={token}",
+        {"Origin": "https://evil.example"},
+        403,
+        "origin_not_allowed",
+    ),
+]
 
 
 @pytest.mark.parametrize(
@@ -73,9 +109,13 @@ AUTH_CASES: list[tuple[str, str, str, dict[str, str], int, str]] = [
     ids=[case[0] for case in AUTH_CASES],
 )
 async def test_access_is_refused_with_a_json_error(
-    secured: TestClient[Any, Any], method: str, path: str, headers: dict[str, str],
-    status: int, code: str,
-) -> None:  # fmt: skip
+    secured: TestClient[Any, Any],
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    status: int,
+    code: str,
+) -> None:
     job = await _job(secured)
     url = path.format(id=job["id"], token=job["viewer_token"])
     response = await secured.request(method, url, headers=headers, json={"prompt": "a"})
@@ -136,9 +176,10 @@ async def test_no_cross_origin_access_by_default(
     )
     assert response.status == 403
     same = await gateway.post(
-        "/v1/jobs", json={"prompt": "a"},
+        "/v1/jobs",
+        json={"prompt": "a"},
         headers={"Origin": str(gateway.make_url("/")).rstrip("/")},
-    )  # fmt: skip
+    )
     assert same.status == 202
 
 
@@ -147,9 +188,7 @@ async def test_submits_over_the_rate_limit_get_429_with_retry_after(
 ) -> None:
     limited = settings.model_copy(update={"submit_rate_per_minute": 3})
     async with TestClient(TestServer(await create_app(limited, redis))) as client:
-        statuses = [
-            (await client.post("/v1/jobs", json={"prompt": "a"})).status for _ in range(3)
-        ]
+        statuses = [(await client.post("/v1/jobs", json={"prompt": "a"})).status for _ in range(3)]
         assert statuses == [202, 202, 202]
         response = await client.post("/v1/jobs", json={"prompt": "a"})
         assert response.status == 429
@@ -175,9 +214,16 @@ async def test_open_streams_per_client_are_bounded(
 
 @pytest.mark.parametrize(
     "text",
-    ["\r", "\n\nid: 999-0\nevent: done\ndata: {}\n\n", "\x00", "a\r\nb\rc\n", "\u2028\u0085",
-     "data: x", "é中🚀"],
-)  # fmt: skip
+    [
+        "\r",
+        "\n\nid: 999-0\nevent: done\ndata: {}\n\n",
+        "\x00",
+        "a\r\nb\rc\n",
+        "\u2028\u0085",
+        "data: x",
+        "é中🚀",
+    ],
+)
 def test_token_text_cannot_inject_an_sse_field(text: str) -> None:
     entries = [
         Entry((1, 0), "token", orjson.dumps({"text": text}), text),

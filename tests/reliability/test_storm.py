@@ -36,8 +36,10 @@ async def test_two_thousand_viewers_reconnecting_at_once_all_resume_exactly(
     timeout = aiohttp.ClientTimeout(total=120)
     try:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-            async with http.post(f"{gateway.url}/v1/jobs", json={
-                "prompt": "storm\n#sim tokens=4000 rate=800 unicode=1"}) as response:  # fmt: skip
+            async with http.post(
+                f"{gateway.url}/v1/jobs",
+                json={"prompt": "storm\n#sim tokens=4000 rate=800 unicode=1"},
+            ) as response:
                 job = await response.json()
             url = gateway.url + job["events_url"]
             viewers = [ResumingViewer(http, url) for _ in range(VIEWERS)]

@@ -29,9 +29,12 @@ async def _attempt(gateway: TestClient[Any, Any], job_id: str) -> int:
 
 
 async def test_worker_paused_past_its_lease_cannot_interleave_stale_tokens(
-    gateway: TestClient[Any, Any], settings: Settings, http: aiohttp.ClientSession,
-    upstream_url: str, tmp_path: Path,
-) -> None:  # fmt: skip
+    gateway: TestClient[Any, Any],
+    settings: Settings,
+    http: aiohttp.ClientSession,
+    upstream_url: str,
+    tmp_path: Path,
+) -> None:
     paused = worker_process(settings, tmp_path, "paused").start()
     try:
         job = await submit(gateway, "c++ matrix\n#sim tokens=400 rate=80 unicode=1")
@@ -75,9 +78,12 @@ async def test_worker_paused_past_its_lease_cannot_interleave_stale_tokens(
 
 
 async def test_a_job_that_keeps_killing_workers_fails_and_is_dead_lettered(
-    gateway: TestClient[Any, Any], redis: Redis, settings: Settings, http: aiohttp.ClientSession,
+    gateway: TestClient[Any, Any],
+    redis: Redis,
+    settings: Settings,
+    http: aiohttp.ClientSession,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     poison_settings = settings.model_copy(update={"max_deliveries": 2})
     job = await submit(gateway, "poison\n#sim tokens=2000 rate=40")
     for round_ in (1, 2):

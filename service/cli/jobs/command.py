@@ -26,18 +26,30 @@ from service.contract.store.scripts import Scripts
 Action = Callable[[AnyRedis, Settings, argparse.Namespace], Awaitable[Any]]
 
 _LIST_COLUMNS = [
-    ("JOB", "id"), ("STATUS", "status"), ("AGE_S", "age_seconds"), ("ATTEMPT", "attempt"),
-    ("WORKER", "worker"), ("OUTPUT_B", "output_bytes"), ("VIEWERS", "viewers"),
+    ("JOB", "id"),
+    ("STATUS", "status"),
+    ("AGE_S", "age_seconds"),
+    ("ATTEMPT", "attempt"),
+    ("WORKER", "worker"),
+    ("OUTPUT_B", "output_bytes"),
+    ("VIEWERS", "viewers"),
     ("MODEL", "model"),
-]  # fmt: skip
+]
 _DEAD_COLUMNS = [
-    ("DEAD_LETTER", "id"), ("AGE_S", "age_seconds"), ("JOB", "job"), ("JOB_STATUS", "job_status"),
+    ("DEAD_LETTER", "id"),
+    ("AGE_S", "age_seconds"),
+    ("JOB", "job"),
+    ("JOB_STATUS", "job_status"),
     ("REASON", "reason"),
-]  # fmt: skip
+]
 _PARTITION_COLUMNS = [
-    ("PARTITION", "key"), ("LENGTH", "length"), ("WAITING", "waiting"), ("PENDING", "pending"),
-    ("OLDEST_WAITING_S", "oldest_waiting_seconds"), ("LAST_DELIVERED", "last_delivered_id"),
-]  # fmt: skip
+    ("PARTITION", "key"),
+    ("LENGTH", "length"),
+    ("WAITING", "waiting"),
+    ("PENDING", "pending"),
+    ("OLDEST_WAITING_S", "oldest_waiting_seconds"),
+    ("LAST_DELIVERED", "last_delivered_id"),
+]
 _CONSUMER_COLUMNS = [("CONSUMER", "name"), ("PENDING", "pending"), ("IDLE_S", "idle_seconds")]
 
 
@@ -73,10 +85,12 @@ def add_parser(commands: Any) -> None:
 
 
 def _add_common_flags(parser: argparse.ArgumentParser, default: Any) -> None:
-    parser.add_argument("--redis-url", dest="redis_url", default=default,
-                        help="Redis URL (TOKENRELAY_REDIS_URL)")  # fmt: skip
-    parser.add_argument("--json", action="store_true", default=default,
-                        help="print JSON instead of a table")  # fmt: skip
+    parser.add_argument(
+        "--redis-url", dest="redis_url", default=default, help="Redis URL (TOKENRELAY_REDIS_URL)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=default, help="print JSON instead of a table"
+    )
 
 
 def _with(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
@@ -133,8 +147,12 @@ async def _dead(redis: AnyRedis, settings: Settings, args: argparse.Namespace) -
 async def _requeue(redis: AnyRedis, settings: Settings, args: argparse.Namespace) -> Any:
     letter = await find_dead_letter(redis, args.ref)
     done = await requeue(redis, Scripts.register(redis), settings, letter)
-    return {"dead_letter": done.dead_letter, "job": done.job_id,
-            "queue_entry": done.queue_entry, "note": done.note}  # fmt: skip
+    return {
+        "dead_letter": done.dead_letter,
+        "job": done.job_id,
+        "queue_entry": done.queue_entry,
+        "note": done.note,
+    }
 
 
 async def _queue(redis: AnyRedis, settings: Settings, args: argparse.Namespace) -> Any:
@@ -147,9 +165,18 @@ def _render(action: str, result: Any) -> str:
     if action == "dead":
         return table(_DEAD_COLUMNS, result) if result else "no dead letters"
     if action == "queue":
-        totals = key_values([(name, result[name]) for name in
-                             ("length", "waiting", "pending", "oldest_waiting_seconds",
-                              "dead_letters")])  # fmt: skip
+        totals = key_values(
+            [
+                (name, result[name])
+                for name in (
+                    "length",
+                    "waiting",
+                    "pending",
+                    "oldest_waiting_seconds",
+                    "dead_letters",
+                )
+            ]
+        )
         parts = [totals, "", table(_PARTITION_COLUMNS, result["partitions"])]
         if result["consumers"]:
             parts += ["", table(_CONSUMER_COLUMNS, result["consumers"])]

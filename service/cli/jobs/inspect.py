@@ -90,8 +90,10 @@ async def list_jobs(redis: AnyRedis, limit: int = 1000) -> list[dict[str, Any]]:
     rows = []
     for index, entry in enumerate(entries):
         values, output_bytes = replies[2 * index], replies[2 * index + 1]
-        record = {name: as_text(v) if v is not None else None
-                  for name, v in zip(_LIST_FIELDS, values, strict=True)}  # fmt: skip
+        record = {
+            name: as_text(v) if v is not None else None
+            for name, v in zip(_LIST_FIELDS, values, strict=True)
+        }
         created = int(record["created_at"]) if record["created_at"] else None
         rows.append(
             {
@@ -151,8 +153,13 @@ async def _queue_entry_of(
     key = queue_key_for(job_id)
     for entry in await _partition(redis, key, 10_000):
         if entry.id == entry_id or (entry_id is None and entry.job_id == job_id):
-            return {"queue": key, "id": entry.id, "held_by": entry.consumer,
-                    "idle_seconds": entry.idle_seconds, "deliveries": entry.deliveries}  # fmt: skip
+            return {
+                "queue": key,
+                "id": entry.id,
+                "held_by": entry.consumer,
+                "idle_seconds": entry.idle_seconds,
+                "deliveries": entry.deliveries,
+            }
     return None
 
 

@@ -27,8 +27,21 @@ log = logging.getLogger(__name__)
 
 # A command to a nearby Redis takes ~0.1-1 ms; a slow script or a loaded server, tens of ms.
 REDIS_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-)  # fmt: skip
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
 _COMMAND_NAME = re.compile(r"^[A-Z][A-Z ]{0,31}$")
 # Seconds after which a consumer that did not poll counts as gone (workers poll every 2 s).
 ACTIVE_CONSUMER_SECONDS = 30.0
@@ -42,18 +55,21 @@ class RedisMetrics:
             "tokenrelay_redis_command_duration_seconds",
             "Redis commands by how long they took (pipelines as PIPELINE or MULTI); blocking "
             "reads (BLOCK) are not timed",
-            ["command"], buckets=REDIS_BUCKETS, registry=registry,
-        )  # fmt: skip
+            ["command"],
+            buckets=REDIS_BUCKETS,
+            registry=registry,
+        )
         self.command_errors = Counter(
             "tokenrelay_redis_command_errors_total",
             "Redis commands that failed, by command and error class",
-            ["command", "error"], registry=registry,
-        )  # fmt: skip
+            ["command", "error"],
+            registry=registry,
+        )
         self.reconnects = Counter(
             "tokenrelay_redis_reconnects_total",
             "Connections to Redis opened again after they had been lost",
             registry=registry,
-        )  # fmt: skip
+        )
         self._timers: dict[str, Any] = {}
 
     def timer(self, command: str) -> Any:

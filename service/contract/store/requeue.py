@@ -71,8 +71,9 @@ async def find_dead_letter(redis: AnyRedis, ref: str) -> DeadLetter:
         raise NotFound(f"no dead letter names job {ref!r}", code="dead_letter_not_found") from None
     found: Any = await redis.xrange(dead_letter_key(), ref, ref)
     if not found:
-        raise NotFound(f"no dead letter {ref!r} in {dead_letter_key()}",
-                       code="dead_letter_not_found")  # fmt: skip
+        raise NotFound(
+            f"no dead letter {ref!r} in {dead_letter_key()}", code="dead_letter_not_found"
+        )
     return DeadLetter(ref, dict(found[0][1]))
 
 
@@ -89,8 +90,10 @@ async def requeue(
     reply = await scripts.requeue_job(keys=job_keys(job_id), args=[letter.id, now_ms(), ttl])
     outcome = as_text(reply[0])
     if outcome == "missing":
-        raise NotFound(f"job {job_id} is gone (expired after its retention); it cannot be "
-                       "requeued", code="job_not_found")  # fmt: skip
+        raise NotFound(
+            f"job {job_id} is gone (expired after its retention); it cannot be requeued",
+            code="job_not_found",
+        )
     if outcome == "not_failed":
         requeued_from = await redis.hget(job_record_key(job_id), "requeued_from")
         if requeued_from is None or as_text(requeued_from) != letter.id:

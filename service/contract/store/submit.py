@@ -56,13 +56,19 @@ async def create_job(
     ``traceparent`` (W3C) is stored with the record so the worker continues the job's trace.
     """
     fields: list[str | int] = [
-        "id", job_id,
-        "status", QUEUED,
-        "created_at", now_ms(),
-        "model", _model_for(request, settings),
-        "language", request.language or "",
-        "request", request.model_dump_json(exclude_none=True),
-    ]  # fmt: skip
+        "id",
+        job_id,
+        "status",
+        QUEUED,
+        "created_at",
+        now_ms(),
+        "model",
+        _model_for(request, settings),
+        "language",
+        request.language or "",
+        "request",
+        request.model_dump_json(exclude_none=True),
+    ]
     if traceparent is not None:
         fields += [TRACEPARENT, traceparent]
     status_data = orjson.dumps({"status": QUEUED, "attempt": 0}).decode()

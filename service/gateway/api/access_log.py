@@ -88,8 +88,12 @@ def access_log(metrics: GatewayMetrics, tracing: Tracing) -> web.middleware:  # 
                 log.log(
                     logging.DEBUG if quiet else logging.INFO,
                     "request",
-                    extra={"method": method, "route": route, "status": status,
-                           "duration_ms": round(seconds * 1000, 1)},
-                )  # fmt: skip
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 1),
+                    },
+                )
 
     return middleware

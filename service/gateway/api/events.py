@@ -123,8 +123,7 @@ async def _serve_stream(
         # The response has started: no error body can follow. End the stream; the client
         # reconnects and resumes once Redis answers again.
         reason = "redis_error"
-        log.warning("stream ended by a redis error", extra={"job_id": job_id,
-                    "error": repr(exc)})  # fmt: skip
+        log.warning("stream ended by a redis error", extra={"job_id": job_id, "error": repr(exc)})
     finally:
         viewer_counts.leave(job_id)
         state.metrics.viewers.dec()

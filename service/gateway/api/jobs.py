@@ -45,8 +45,9 @@ def _links(state: GatewayState, job_id: str) -> dict[str, Any]:
 
 async def _read_json(request: web.Request) -> object:
     if request.content_type not in ("application/json", "application/octet-stream", ""):
-        raise BadRequest("send the job as JSON (Content-Type: application/json)",
-                         code="unsupported_media_type")  # fmt: skip
+        raise BadRequest(
+            "send the job as JSON (Content-Type: application/json)", code="unsupported_media_type"
+        )
     body = await request.read()  # bounded by the app's client_max_size
     if not body:
         raise BadRequest("the body is empty; send a JSON object", code="invalid_json")
@@ -65,15 +66,21 @@ async def submit(request: web.Request) -> web.Response:
     idempotency = idempotency_key_header(request)
     job_request = parse_job_request(await _read_json(request), state.settings)
     job = await submit_job(
-        state.redis, state.scripts, state.settings, job_request,
-        idempotency_key_value=idempotency, owner=owner,
+        state.redis,
+        state.scripts,
+        state.settings,
+        job_request,
+        idempotency_key_value=idempotency,
+        owner=owner,
         traceparent=request.get(REQUEST_TRACEPARENT),
-    )  # fmt: skip
+    )
     status = QUEUED
     if job.created:
         state.metrics.jobs_submitted.inc()
-        log.info("job submitted", extra={"job_id": job.id, "owner": owner, "status": QUEUED,
-                                         "attempt": 0})  # fmt: skip
+        log.info(
+            "job submitted",
+            extra={"job_id": job.id, "owner": owner, "status": QUEUED, "attempt": 0},
+        )
     else:
         stored = await state.redis.hget(job_record_key(job.id), "status")
         status = as_text(stored) if stored is not None else QUEUED
@@ -106,7 +113,13 @@ async def cancel_job(request: web.Request) -> web.Response:
     if await cancel(state.redis, state.scripts, state.settings, job_id):
         state.metrics.jobs_cancelled.inc()
         attempt, worker = await state.redis.hmget(job_record_key(job_id), "attempt", "worker")
-        log.info("job cancelled", extra={
-            "job_id": job_id, "status": "cancelled", "attempt": int(attempt or 0),
-            "worker_id": as_text(worker) if worker is not None else None})  # fmt: skip
+        log.info(
+            "job cancelled",
+            extra={
+                "job_id": job_id,
+                "status": "cancelled",
+                "attempt": int(attempt or 0),
+                "worker_id": as_text(worker) if worker is not None else None,
+            },
+        )
     return web.json_response({"id": job_id, "status": "cancelled"})

@@ -24,6 +24,7 @@ def idempotency_key_header(request: web.Request) -> str | None:
     if value is None:
         return None
     if not 1 <= len(value) <= 255 or not value.isprintable():
-        raise BadRequest("Idempotency-Key must be 1 to 255 printable characters",
-                         code="invalid_idempotency_key")  # fmt: skip
+        raise BadRequest(
+            "Idempotency-Key must be 1 to 255 printable characters", code="invalid_idempotency_key"
+        )
     return value

@@ -120,8 +120,9 @@ class JobFeed:
             except Exception as exc:
                 # Viewers wait for this load: it retries whatever failed, like a lane reader.
                 if is_redis_failure(exc):
-                    log.warning("feed cannot reach redis", extra={"job_id": self.job_id,
-                                "error": repr(exc)})  # fmt: skip
+                    log.warning(
+                        "feed cannot reach redis", extra={"job_id": self.job_id, "error": repr(exc)}
+                    )
                 else:
                     log.exception("feed load crashed; retrying", extra={"job_id": self.job_id})
                 await asyncio.sleep(0.5)

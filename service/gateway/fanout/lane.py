@@ -102,8 +102,9 @@ class LaneReader:
                 for feed in self._feeds.values():
                     feed.redis_failed()
                 if is_redis_failure(exc):
-                    log.warning("lane read failed; retrying", extra={"lane": self.lane,
-                                "error": repr(exc)})  # fmt: skip
+                    log.warning(
+                        "lane read failed; retrying", extra={"lane": self.lane, "error": repr(exc)}
+                    )
                 else:
                     log.exception("lane read crashed; retrying", extra={"lane": self.lane})
                 await asyncio.sleep(0.5)

@@ -44,9 +44,13 @@ async def start_job(request: web.Request, owner: str, job_request: JobRequest) -
     state = request.app[STATE]
     await check_submit_rate(request, state, owner)
     job = await submit_job(
-        state.redis, state.scripts, state.settings, job_request,
-        idempotency_key_value=idempotency_key_header(request), owner=owner,
-    )  # fmt: skip
+        state.redis,
+        state.scripts,
+        state.settings,
+        job_request,
+        idempotency_key_value=idempotency_key_header(request),
+        owner=owner,
+    )
     if job.created:
         state.metrics.jobs_submitted.inc()
         log.info("job submitted", extra={"job_id": job.id, "owner": owner, "api": request.path})

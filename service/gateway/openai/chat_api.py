@@ -58,15 +58,17 @@ async def _stream(
     request: web.Request, job: StartedJob, *, include_usage: bool
 ) -> web.StreamResponse:
     state = request.app[STATE]
-    chunks = ChatChunks(completion_id(job.id), int(time.time()), job.model,
-                        include_usage=include_usage)  # fmt: skip
+    chunks = ChatChunks(
+        completion_id(job.id), int(time.time()), job.model, include_usage=include_usage
+    )
     stream = EventStream(request, job.headers)
     await stream.open()
     state.metrics.viewers.inc()
     try:
         await stream.send(chunks.first())
-        feed = follow_entries(state.redis, state.hub, job.id,
-                              idle_seconds=state.settings.ping_seconds)  # fmt: skip
+        feed = follow_entries(
+            state.redis, state.hub, job.id, idle_seconds=state.settings.ping_seconds
+        )
         async with contextlib.aclosing(feed):
             async for entries in feed:
                 await stream.send(chunks.translate(entries) if entries else PING)
@@ -99,8 +101,11 @@ async def _complete(request: web.Request, job: StartedJob) -> web.Response:
                 elif entry.terminal:
                     end = parse_event(format_stream_id(entry.id), entry.kind, entry.data)
     if end is None:
-        raise Unavailable("the gateway is shutting down before the job ended; read it at "
-                          f"{job.headers[EVENTS_URL_HEADER]}", code="shutting_down")  # fmt: skip
+        raise Unavailable(
+            "the gateway is shutting down before the job ended; read it at "
+            f"{job.headers[EVENTS_URL_HEADER]}",
+            code="shutting_down",
+        )
     if isinstance(end, FailedEvent):
         raise _failure(end)
     if not isinstance(end, DoneEvent):
@@ -117,12 +122,17 @@ def _completion(job: StartedJob, text: str, end: DoneEvent) -> dict[str, Any]:
         "created": int(time.time()),
         "model": job.model,
         "system_fingerprint": None,
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": end.finish_reason or "stop"}],
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": end.finish_reason or "stop",
+            }
+        ],
         "usage": chat_usage(end.usage),
-    }  # fmt: skip
+    }
 
 
 def _failure(event: FailedEvent) -> TokenRelayError:
-    return UpstreamError(event.message or "the generation failed", code=event.code,
-                         retryable=False)  # fmt: skip
+    return UpstreamError(event.message or "the generation failed", code=event.code, retryable=False)

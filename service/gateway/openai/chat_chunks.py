@@ -32,9 +32,17 @@ def chat_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
     """The upstream's usage as Chat Completions reports it (the upstream speaks that API)."""
     if not usage:
         return None
-    return {key: usage[key] for key in ("prompt_tokens", "completion_tokens", "total_tokens",
-                                        "prompt_tokens_details", "completion_tokens_details")
-            if key in usage}  # fmt: skip
+    return {
+        key: usage[key]
+        for key in (
+            "prompt_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "prompt_tokens_details",
+            "completion_tokens_details",
+        )
+        if key in usage
+    }
 
 
 class ChatChunks:
@@ -43,8 +51,13 @@ class ChatChunks:
     def __init__(
         self, completion_id: str, created: int, model: str, *, include_usage: bool
     ) -> None:
-        self._head = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                      "model": model, "system_fingerprint": None}  # fmt: skip
+        self._head = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": None,
+        }
         self._include_usage = include_usage
         self._text = AppendOnlyText()
         self.ended = False
@@ -78,8 +91,10 @@ class ChatChunks:
     def interrupted(self, events_url: str) -> bytes:
         """The stream's end when the gateway stops before the job does."""
         self.ended = True
-        message = ("the gateway is shutting down before the job ended; the job goes on: read "
-                   f"it at {events_url}")  # fmt: skip
+        message = (
+            "the gateway is shutting down before the job ended; the job goes on: read "
+            f"it at {events_url}"
+        )
         return data_line(error_body(503, message, code="stream_interrupted"))
 
     def _flush(self, pending: list[str], out: list[bytes]) -> None:

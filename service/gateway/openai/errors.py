@@ -48,8 +48,7 @@ def error_body(
     status: int, message: str, *, code: str | None, param: str | None = None
 ) -> dict[str, dict[str, str | None]]:
     """The error object OpenAI's SDKs read."""
-    return {"error": {"message": message, "type": error_type(status), "param": param,
-                      "code": code}}  # fmt: skip
+    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
 
 
 def error_response(
@@ -83,8 +82,7 @@ def openai_errors(handler: Handler) -> Handler:
             return error_response(exc.status, exc.text or exc.reason, code=code)
         except RedisError as exc:
             log.warning("redis unavailable", extra={"path": request.path, "error": str(exc)})
-            response = error_response(503, "the job store is unreachable",
-                                      code="redis_unavailable")  # fmt: skip
+            response = error_response(503, "the job store is unreachable", code="redis_unavailable")
             response.headers["Retry-After"] = "1"
             return response
 

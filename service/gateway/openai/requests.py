@@ -22,19 +22,58 @@ from service.gateway.openai.errors import OpenAIBadRequest
 M = TypeVar("M", bound=BaseModel)
 
 # OpenAI parameters a job cannot honour; given with a value other than null, they are a 400.
-CHAT_UNSUPPORTED = frozenset({
-    "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs",
-    "metadata", "modalities", "parallel_tool_calls", "prediction", "presence_penalty",
-    "prompt_cache_key", "reasoning_effort", "response_format", "safety_identifier", "seed",
-    "service_tier", "store", "tool_choice", "tools", "top_logprobs", "top_p", "user",
-    "verbosity", "web_search_options",
-})  # fmt: skip
-RESPONSES_UNSUPPORTED = frozenset({
-    "context_management", "conversation", "include", "max_tool_calls", "metadata",
-    "parallel_tool_calls", "previous_response_id", "prompt", "prompt_cache_key", "reasoning",
-    "safety_identifier", "service_tier", "stream_options", "tool_choice", "tools",
-    "top_logprobs", "top_p", "truncation", "user",
-})  # fmt: skip
+CHAT_UNSUPPORTED = frozenset(
+    {
+        "audio",
+        "frequency_penalty",
+        "function_call",
+        "functions",
+        "logit_bias",
+        "logprobs",
+        "metadata",
+        "modalities",
+        "parallel_tool_calls",
+        "prediction",
+        "presence_penalty",
+        "prompt_cache_key",
+        "reasoning_effort",
+        "response_format",
+        "safety_identifier",
+        "seed",
+        "service_tier",
+        "store",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+        "top_p",
+        "user",
+        "verbosity",
+        "web_search_options",
+    }
+)
+RESPONSES_UNSUPPORTED = frozenset(
+    {
+        "context_management",
+        "conversation",
+        "include",
+        "max_tool_calls",
+        "metadata",
+        "parallel_tool_calls",
+        "previous_response_id",
+        "prompt",
+        "prompt_cache_key",
+        "reasoning",
+        "safety_identifier",
+        "service_tier",
+        "stream_options",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+        "top_p",
+        "truncation",
+        "user",
+    }
+)
 
 
 class _Strict(BaseModel):
@@ -125,11 +164,13 @@ async def read_body(request: web.Request) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         raise OpenAIBadRequest(
             "We could not parse the JSON body of your request: send a JSON object.",
-            param=None, code="invalid_json",
-        ) from None  # fmt: skip
+            param=None,
+            code="invalid_json",
+        ) from None
     if not isinstance(parsed, dict):
-        raise OpenAIBadRequest("Invalid type for request body: expected an object.",
-                               param=None, code="invalid_type")  # fmt: skip
+        raise OpenAIBadRequest(
+            "Invalid type for request body: expected an object.", param=None, code="invalid_type"
+        )
     return parsed
 
 
@@ -140,25 +181,32 @@ def parse_chat_request(raw: dict[str, Any]) -> ChatCompletionRequest:
     if request.stream_options is not None and not request.stream:
         raise OpenAIBadRequest(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-            param="stream_options", code="invalid_value",
-        )  # fmt: skip
+            param="stream_options",
+            code="invalid_value",
+        )
     if request.max_tokens is not None and request.max_completion_tokens is not None:
-        raise OpenAIBadRequest("Give either 'max_tokens' or 'max_completion_tokens', not both.",
-                               param="max_tokens", code="invalid_value")  # fmt: skip
+        raise OpenAIBadRequest(
+            "Give either 'max_tokens' or 'max_completion_tokens', not both.",
+            param="max_tokens",
+            code="invalid_value",
+        )
     return request
 
 
 def chat_job(request: ChatCompletionRequest, settings: Settings) -> JobRequest:
     """The job a Chat Completions request becomes."""
     stop = [request.stop] if isinstance(request.stop, str) else request.stop
-    return _job({
-        "messages": [message.as_job_message() for message in request.messages],
-        "model": request.model,
-        "language": request.language,
-        "temperature": request.temperature,
-        "max_tokens": request.max_completion_tokens or request.max_tokens,
-        "stop": stop,
-    }, settings)  # fmt: skip
+    return _job(
+        {
+            "messages": [message.as_job_message() for message in request.messages],
+            "model": request.model,
+            "language": request.language,
+            "temperature": request.temperature,
+            "max_tokens": request.max_completion_tokens or request.max_tokens,
+            "stop": stop,
+        },
+        settings,
+    )
 
 
 def parse_responses_request(raw: dict[str, Any]) -> ResponsesRequest:
@@ -175,13 +223,16 @@ def responses_job(request: ResponsesRequest, settings: Settings) -> JobRequest:
         messages = [message.as_job_message() for message in request.input]
     if request.instructions is not None:
         messages.insert(0, {"role": "system", "content": request.instructions})
-    return _job({
-        "messages": messages,
-        "model": request.model,
-        "language": request.language,
-        "temperature": request.temperature,
-        "max_tokens": request.max_output_tokens,
-    }, settings)  # fmt: skip
+    return _job(
+        {
+            "messages": messages,
+            "model": request.model,
+            "language": request.language,
+            "temperature": request.temperature,
+            "max_tokens": request.max_output_tokens,
+        },
+        settings,
+    )
 
 
 def _job(fields: dict[str, Any], settings: Settings) -> JobRequest:
@@ -200,10 +251,12 @@ def _refuse_unsupported(
             raise OpenAIBadRequest(
                 f"tokenrelay does not support the parameter '{name}' (see the README's list "
                 "of supported OpenAI fields).",
-                param=name, code="unsupported_parameter",
-            )  # fmt: skip
-        raise OpenAIBadRequest(f"Unrecognized request argument supplied: {name}",
-                               param=name, code="unknown_parameter")  # fmt: skip
+                param=name,
+                code="unsupported_parameter",
+            )
+        raise OpenAIBadRequest(
+            f"Unrecognized request argument supplied: {name}", param=name, code="unknown_parameter"
+        )
 
 
 def _validate(model: type[M], raw: dict[str, Any]) -> M:
@@ -215,10 +268,14 @@ def _validate(model: type[M], raw: dict[str, Any]) -> M:
         param = _param_path(error["loc"])
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "missing":
-            raise OpenAIBadRequest(f"Missing required parameter: '{param}'.", param=param,
-                                   code="missing_required_parameter") from None  # fmt: skip
-        raise OpenAIBadRequest(f"Invalid value for '{param}': {message}.", param=param,
-                               code="invalid_value") from None  # fmt: skip
+            raise OpenAIBadRequest(
+                f"Missing required parameter: '{param}'.",
+                param=param,
+                code="missing_required_parameter",
+            ) from None
+        raise OpenAIBadRequest(
+            f"Invalid value for '{param}': {message}.", param=param, code="invalid_value"
+        ) from None
 
 
 _UNION_MEMBERS = frozenset({"str", "list[TextPart]", "list[InputMessage]", "literal['text']"})

@@ -32,8 +32,7 @@ def job_id_of(response_id_text: str) -> str:
     """The job behind a Responses id; 404 for anything else."""
     job_id = response_id_text.removeprefix(RESPONSE_PREFIX)
     if job_id == response_id_text or not is_job_id(job_id):
-        raise NotFound(f"No response found with id '{response_id_text[:80]}'.",
-                       code="not_found")  # fmt: skip
+        raise NotFound(f"No response found with id '{response_id_text[:80]}'.", code="not_found")
     return job_id
 
 
@@ -68,8 +67,13 @@ class ResponseHead:
 def message_item(item: str, text: str | None, status: str) -> dict[str, Any]:
     """An assistant message output item; ``text=None`` for one just added (no content yet)."""
     content = [] if text is None else [text_part(text)]
-    return {"id": item, "type": "message", "status": status, "role": "assistant",
-            "content": content}  # fmt: skip
+    return {
+        "id": item,
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": content,
+    }
 
 
 def text_part(text: str) -> dict[str, Any]:

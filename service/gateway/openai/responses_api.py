@@ -55,8 +55,10 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     if body.stream:
         return await _stream_events(request, job.id, after=-1)
     if not body.background and not await _wait_for_end(request, job.id):
-        raise Unavailable("the gateway is shutting down before the response ended; retrieve "
-                          "it again", code="shutting_down")  # fmt: skip
+        raise Unavailable(
+            "the gateway is shutting down before the response ended; retrieve it again",
+            code="shutting_down",
+        )
     record, output = await read_job(state.redis, job.id)
     return web.json_response(response_from_record(record, output), headers=job.headers)
 
@@ -71,8 +73,9 @@ async def retrieve_response(request: web.Request) -> web.StreamResponse:
     if _flag(request, "stream"):
         return await _stream_events(request, job_id, after=_starting_after(request))
     record, output = await read_job(state.redis, job_id)
-    return web.json_response(response_from_record(record, output),
-                             headers=job_headers(state, job_id))  # fmt: skip
+    return web.json_response(
+        response_from_record(record, output), headers=job_headers(state, job_id)
+    )
 
 
 @routes.post("/v1/responses/{response_id}/cancel")
@@ -117,26 +120,28 @@ async def _stream_events(request: web.Request, job_id: str, *, after: int) -> we
         await stream.open()
         state.metrics.viewers.inc()
         try:
-            feed = follow_entries(state.redis, state.hub, job_id,
-                                  idle_seconds=state.settings.ping_seconds)  # fmt: skip
+            feed = follow_entries(
+                state.redis, state.hub, job_id, idle_seconds=state.settings.ping_seconds
+            )
             async with contextlib.aclosing(feed):
                 async for entries in feed:
                     if not entries:
                         await stream.send(PING)
                         continue
-                    await stream.send(b"".join(
-                        encode_event(event)
-                        for entry in entries
-                        for event in translator.translate(entry)
-                        if event["sequence_number"] > after
-                    ))  # fmt: skip
+                    await stream.send(
+                        b"".join(
+                            encode_event(event)
+                            for entry in entries
+                            for event in translator.translate(entry)
+                            if event["sequence_number"] > after
+                        )
+                    )
             if translator.finished and translator.next_sequence <= after:
                 await stream.send(encode_event(_unknown_position(after, translator)))
         except (TimeoutError, ConnectionResetError):
             log.debug("responses stream client gone", extra={"job_id": job_id})
         except RedisError as exc:
-            log.warning("responses stream lost redis", extra={"job_id": job_id,
-                        "error": str(exc)})  # fmt: skip
+            log.warning("responses stream lost redis", extra={"job_id": job_id, "error": str(exc)})
         finally:
             state.metrics.viewers.dec()
         return stream.response
@@ -170,8 +175,9 @@ async def _wait_for_end(request: web.Request, job_id: str) -> bool:
 def _flag(request: web.Request, name: str) -> bool:
     value = request.query.get(name, "false").lower()
     if value not in ("true", "false", "1", "0"):
-        raise OpenAIBadRequest(f"Invalid value for '{name}': expected true or false.",
-                               param=name, code="invalid_value")  # fmt: skip
+        raise OpenAIBadRequest(
+            f"Invalid value for '{name}': expected true or false.", param=name, code="invalid_value"
+        )
     return value in ("true", "1")
 
 
@@ -183,6 +189,7 @@ def _starting_after(request: web.Request) -> int:
     if not value.strip().isdigit() or len(value) > 18:
         raise OpenAIBadRequest(
             f"Invalid value for 'starting_after': {value[:40]!r} is not a sequence number.",
-            param="starting_after", code="invalid_value",
-        )  # fmt: skip
+            param="starting_after",
+            code="invalid_value",
+        )
     return int(value)

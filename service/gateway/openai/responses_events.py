@@ -117,19 +117,29 @@ class ResponsesTranslator:
         if item is None:
             item = self._open = _OpenItem(item_id(self._head.job_id, self._attempt), self._items)
             self._items += 1
-            events.append({
-                "type": "response.output_item.added",
-                "output_index": item.output_index,
-                "item": message_item(item.id, None, "in_progress"),
-            })  # fmt: skip
-            events.append({
-                "type": "response.content_part.added",
-                **self._where(item),
-                "part": text_part(""),
-            })  # fmt: skip
+            events.append(
+                {
+                    "type": "response.output_item.added",
+                    "output_index": item.output_index,
+                    "item": message_item(item.id, None, "in_progress"),
+                }
+            )
+            events.append(
+                {
+                    "type": "response.content_part.added",
+                    **self._where(item),
+                    "part": text_part(""),
+                }
+            )
         item.parts.append(text)
-        events.append({"type": "response.output_text.delta", **self._where(item), "delta": text,
-                       "logprobs": []})  # fmt: skip
+        events.append(
+            {
+                "type": "response.output_text.delta",
+                **self._where(item),
+                "delta": text,
+                "logprobs": [],
+            }
+        )
         return events
 
     def _close(self, status: str) -> list[Event]:
@@ -140,12 +150,19 @@ class ResponsesTranslator:
         self._open = None
         text = item.text
         return [
-            {"type": "response.output_text.done", **self._where(item), "text": text,
-             "logprobs": []},
+            {
+                "type": "response.output_text.done",
+                **self._where(item),
+                "text": text,
+                "logprobs": [],
+            },
             {"type": "response.content_part.done", **self._where(item), "part": text_part(text)},
-            {"type": "response.output_item.done", "output_index": item.output_index,
-             "item": message_item(item.id, text, status)},
-        ]  # fmt: skip
+            {
+                "type": "response.output_item.done",
+                "output_index": item.output_index,
+                "item": message_item(item.id, text, status),
+            },
+        ]
 
     def _terminal(self, entry: Entry) -> list[Event]:
         self.finished = True
