@@ -43,10 +43,10 @@ browser:
 
 lint: $(PY_STAMP)
 	$(BIN)/ruff check service worker simulator client tests bench
-	$(BIN)/ruff format --check service worker simulator client
+	$(BIN)/ruff format --check service worker simulator client tests bench
 
 typecheck: $(PY_STAMP)
-	$(BIN)/mypy --strict service worker simulator client
+	$(BIN)/mypy --strict service worker simulator client tests bench
 
 # The ops tests check deploy/prometheus/rules.yml with promtool (Debian's `prometheus` package).
 promtool:

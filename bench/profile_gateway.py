@@ -127,8 +127,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gateway.raw")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    mode = "storm" if args.storm else "late" if args.late else "fanout"
-    asyncio.run(profile(args.viewers, args.seconds, mode, args.out))
+    kind = "storm" if args.storm else "late" if args.late else "fanout"
+    asyncio.run(profile(args.viewers, args.seconds, kind, args.out))
 
 
 if __name__ == "__main__":

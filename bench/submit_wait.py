@@ -62,9 +62,10 @@ async def measure(submits: int) -> None:
             cluster.stop()
     print(f"submit latency, {submits} submits each, local 3x2 cluster")
     print(f"{'':16}{'p50 ms':>8}{'p99 ms':>8}")
+    p50 = {name: percentile(values, 50) or 0.0 for name, values in rounds.items()}
     for name, values in rounds.items():
-        print(f"{name:16}{percentile(values, 50):8.2f}{percentile(values, 99):8.2f}")
-    ratio = percentile(rounds["wait 1 replica"], 50) / percentile(rounds["no wait"], 50)
+        print(f"{name:16}{p50[name]:8.2f}{percentile(values, 99) or 0.0:8.2f}")
+    ratio = p50["wait 1 replica"] / p50["no wait"]
     print(f"p50 ratio wait/no wait: {ratio:.2f}x")
 
 

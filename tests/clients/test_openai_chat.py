@@ -64,7 +64,7 @@ async def test_chat_without_stream_answers_one_completion(
         )
         completion = response.parse()
     job_id = response.headers["x-tokenrelay-job-id"]
-    stored = orjson.loads(await redis.hget(job_record_key(job_id), "request"))
+    stored = orjson.loads(await redis.hget(job_record_key(job_id), "request") or b"{}")
     assert stored["stop"] == ["\n\n\n"]  # the worker sends it upstream with the rest
     assert completion.choices[0].message.content == await upstream_text(http, upstream_url, job_id)
     assert completion.choices[0].finish_reason == "length"

@@ -23,9 +23,10 @@ async def read(
 ) -> None:
     """One connection: events after the reader's last one, up to ``limit`` of them."""
     after = reader.last_sequence
-    stream = await client.responses.retrieve(
-        response_id, stream=True, **({"starting_after": after} if after >= 0 else {})
-    )
+    if after >= 0:
+        stream = await client.responses.retrieve(response_id, stream=True, starting_after=after)
+    else:
+        stream = await client.responses.retrieve(response_id, stream=True)
     taken = 0
     async for event in stream:
         assert event.sequence_number == reader.last_sequence + 1
@@ -122,7 +123,9 @@ async def test_cancel_ends_the_response_cancelled_for_every_reader(
         assert (await client.responses.retrieve(created.id)).status == "cancelled"
         stream = await client.responses.retrieve(created.id, stream=True, starting_after=10**6)
         errors = [event async for event in stream]
-        assert [(e.type, e.code) for e in errors] == [("error", "unknown_position")]
+        assert [(e.type, getattr(e, "code", None)) for e in errors] == [
+            ("error", "unknown_position")
+        ]
     record = await wait_until_ended(gateway, job_of(created.id))
     assert record["status"] == "cancelled"
     assert reader.text == record["output"]
@@ -157,4 +160,4 @@ async def test_a_retried_attempt_stays_exact_for_the_sdk_reader(
     ]
     assert len(abandoned) == 1
     assert abandoned[0].item.id == f"msg_{job_id}_1"
-    assert final.output[0].id == f"msg_{job_id}_2"
+    assert getattr(final.output[0], "id", None) == f"msg_{job_id}_2"

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.slow
 
 async def _node_of(redis: AnyRedis, key: str) -> str:
     node = redis.get_node_from_key(key)  # type: ignore[union-attr]
+    assert node is not None
     return f"{node.host}:{node.port}"
 
 

@@ -99,7 +99,7 @@ async def test_a_known_workload_is_counted_exactly_by_gateway_and_worker(
         assert events[-1].event == "cancelled"
 
     # Resumes of the finished plain job: by header, by query, and one at its end (204).
-    ids = [event.id for event in readings[0]]
+    ids = [event.id or "" for event in readings[0]]
     await view(http, url(plain), seen, headers={"Last-Event-ID": ids[2]})
     await view(http, f"{url(plain)}&last_event_id={ids[1]}", seen)
     await view(http, url(plain), seen, headers={"Last-Event-ID": ids[-1]})

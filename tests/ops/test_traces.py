@@ -70,7 +70,7 @@ async def test_one_trace_spans_gateway_worker_redis_and_upstream(
     assert submit_span.kind is SpanKind.SERVER
     trace_id = submit_span.context.trace_id
     stored = await redis.hget(job_record_key(job["id"]), "traceparent")
-    assert stored is not None and trace_id_of(stored.decode()) == format(trace_id, "032x")
+    assert isinstance(stored, bytes) and trace_id_of(stored.decode()) == format(trace_id, "032x")
     in_trace = _trace(spans, trace_id)
     by_id = {span.context.span_id: span for span in in_trace}
 

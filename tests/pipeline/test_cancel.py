@@ -33,7 +33,7 @@ async def test_cancel_mid_stream_ends_viewers_and_the_upstream_call(
 
     async def upstream_call_ended() -> bool:
         requests = await upstream_requests(http, upstream_url, job["id"])
-        return requests[-1]["status"] == "client_disconnected"
+        return bool(requests[-1]["status"] == "client_disconnected")
 
     await wait_for(upstream_call_ended, within=3.0)
 

@@ -69,7 +69,7 @@ async def test_one_reader_per_job_however_many_viewers(
     hub = gateway.app[STATE].hub
 
     async def all_connected() -> bool:
-        return hub.viewer_count(job["id"]) == 25
+        return bool(hub.viewer_count(job["id"]) == 25)
 
     await wait_for(all_connected)
     assert hub.feed_count == 1

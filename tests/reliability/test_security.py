@@ -237,4 +237,4 @@ def test_token_text_cannot_inject_an_sse_field(text: str) -> None:
 def test_the_gateway_runs_aiohttp_c_http_parser() -> None:
     from aiohttp import http_parser
 
-    assert http_parser.HttpRequestParser is http_parser.HttpRequestParserC  # type: ignore[attr-defined]
+    assert http_parser.HttpRequestParser is http_parser.HttpRequestParserC

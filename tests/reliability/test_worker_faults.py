@@ -104,7 +104,7 @@ async def test_a_job_that_keeps_killing_workers_fails_and_is_dead_lettered(
     assert record["status"] == "failed"
     assert record["error"]["code"] == "worker_lost"
     dead = await redis.xrange(dead_letter_key())
-    assert [fields[b"job"].decode() for _, fields in dead] == [job["id"]]
+    assert [(fields or {}).get(b"job") for _, fields in dead or []] == [job["id"].encode()]
     reading = await read_stream(http, str(gateway.make_url(job["events_url"])))
     assert reading.events[-1].event == "failed"
     pending = [await redis.xpending(queue, QUEUE_GROUP) for queue in queue_keys()]
