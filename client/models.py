@@ -36,6 +36,7 @@ class JobInfo(BaseModel):
     created_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    queue_wait_ms: int | None = None
     time_to_first_token_ms: int | None = None
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None

@@ -138,6 +138,7 @@ class JobRecord(BaseModel):
     deliveries: int = 0
     worker: str = ""
     started_at: str | None = None
+    attempt_started_at: str | None = None
     first_token_at: str | None = None
     finished_at: str | None = None
     finish_reason: str | None = None
@@ -159,9 +160,14 @@ class JobRecord(BaseModel):
     def to_api(self, *, output: str, viewers: int | None = None) -> dict[str, Any]:
         """The public JSON shape of ``GET /v1/jobs/{id}``."""
         request = self.job_request
+        # Two waits users tell apart: the queue's (created → first attempt's start) and the
+        # upstream's (the current attempt's start → its first token).
+        queue_wait = None
+        if self.started_at:
+            queue_wait = int(self.started_at) - int(self.created_at)
         ttft = None
-        if self.first_token_at and self.started_at:
-            ttft = int(self.first_token_at) - int(self.created_at)
+        if self.first_token_at and self.attempt_started_at:
+            ttft = int(self.first_token_at) - int(self.attempt_started_at)
         body: dict[str, Any] = {
             "id": self.id,
             "status": self.status,
@@ -175,6 +181,7 @@ class JobRecord(BaseModel):
             "created_at": _iso(self.created_at),
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
+            "queue_wait_ms": queue_wait,
             "time_to_first_token_ms": ttft,
             "finish_reason": self.finish_reason,
             "usage": _json_or_none(self.usage),

@@ -10,6 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from service.contract.events import DONE, FAILED, RESET
+from service.contract.keys import job_record_key
+from service.contract.store.redis_client import AnyRedis
 from tests.conftest import RunningWorker
 from tests.jobs_api import submit, upstream_requests, upstream_text, wait_until_ended
 from tests.sse_client import read_stream, text_of
@@ -93,3 +95,23 @@ async def test_non_retryable_upstream_error_fails_at_once(
     record = await wait_until_ended(gateway, job["id"])
     assert record["error"]["code"] == "upstream_not_found"
     assert len(await upstream_requests(http, upstream_url, job["id"])) == 1
+
+
+async def test_time_to_first_token_is_the_current_attempts_and_queue_wait_is_reported_apart(
+    gateway: TestClient[Any, Any], worker: RunningWorker, redis: AnyRedis
+) -> None:
+    # The first upstream call answers 429: the job's first token comes after a backoff, but
+    # TTFT is measured from the retried attempt's own start, and the queue wait apart.
+    job = await submit(gateway, "go\n#sim tokens=5 rate=200 fail=429 retry_after=0.3 times=1")
+    record = await wait_until_ended(gateway, job["id"])
+    assert record["status"] == "done"
+    assert record["attempt"] == 2
+    raw = await redis.hgetall(job_record_key(job["id"]))
+    ms = {
+        name: int(raw[name.encode()])
+        for name in ("created_at", "started_at", "attempt_started_at", "first_token_at")
+    }
+    assert ms["attempt_started_at"] > ms["started_at"]  # attempt 2 began after the backoff
+    assert record["queue_wait_ms"] == ms["started_at"] - ms["created_at"] >= 0
+    assert record["time_to_first_token_ms"] == ms["first_token_at"] - ms["attempt_started_at"]
+    assert record["time_to_first_token_ms"] < ms["first_token_at"] - ms["started_at"]

@@ -60,6 +60,8 @@ end
 attempt = attempt + 1
 redis.call('HSET', record, 'attempt', attempt, 'seq', 0, 'worker', worker, 'status', 'running',
   'attempt_started_at', now)
+-- Time to first token is the current attempt's own: a retry measures its upstream afresh.
+redis.call('HDEL', record, 'first_token_at')
 if redis.call('HEXISTS', record, 'started_at') == 0 then
   redis.call('HSET', record, 'started_at', now)
 end
