@@ -52,6 +52,11 @@ def job_keys(job_id: str) -> list[str]:
     return [job_record_key(job_id), job_events_key(job_id), job_output_key(job_id)]
 
 
+def job_tombstone_key(job_id: str) -> str:
+    """Outlives the job's keys: tells an expired job (410) from one that never existed (404)."""
+    return f"{PREFIX}:{lane_tag(lane_of(job_id))}:gone:{job_id}"
+
+
 def queue_key(partition: int) -> str:
     """One partition of the queue: a stream of submitted jobs, consumed by the workers' group."""
     return f"{PREFIX}:{{q{partition}}}:queue"

@@ -8,7 +8,7 @@ from service.contract.events import CANCELLED
 from service.contract.jobs import now_ms
 from service.contract.keys import job_keys
 from service.contract.settings import Settings
-from service.contract.store.job_reader import job_not_found
+from service.contract.store.job_reader import missing_job
 from service.contract.store.redis_client import AnyRedis
 from service.contract.store.scripts import Scripts, as_text
 
@@ -25,7 +25,7 @@ async def cancel_job(redis: AnyRedis, scripts: Scripts, settings: Settings, job_
     )
     outcome = as_text(reply[0])
     if outcome == "missing":
-        raise job_not_found(job_id)
+        raise await missing_job(redis, settings, job_id)
     if outcome == "terminal":
         status = as_text(reply[1])
         if status != CANCELLED:

@@ -10,8 +10,15 @@ from typing import Any
 from service.contract.errors import Conflict, NotFound
 from service.contract.events import parse_stream_id
 from service.contract.jobs import now_ms
-from service.contract.keys import dead_letter_key, job_keys, job_record_key, queue_key_for
+from service.contract.keys import (
+    dead_letter_key,
+    job_keys,
+    job_record_key,
+    job_tombstone_key,
+    queue_key_for,
+)
 from service.contract.settings import Settings
+from service.contract.store.job_reader import missing_job
 from service.contract.store.redis_client import AnyRedis
 from service.contract.store.scripts import Scripts, as_text
 
@@ -90,16 +97,15 @@ async def requeue(
     reply = await scripts.requeue_job(keys=job_keys(job_id), args=[letter.id, now_ms(), ttl])
     outcome = as_text(reply[0])
     if outcome == "missing":
-        raise NotFound(
-            f"job {job_id} is gone (expired after its retention); it cannot be requeued",
-            code="job_not_found",
-        )
+        raise await missing_job(redis, settings, job_id)
     if outcome == "not_failed":
         requeued_from = await redis.hget(job_record_key(job_id), "requeued_from")
         if requeued_from is None or as_text(requeued_from) != letter.id:
             raise Conflict(f"job {job_id} is {as_text(reply[1])}, not failed: not requeued")
         await redis.xdel(dead_letter_key(), letter.id)  # requeued before; finish the cleanup
         return Requeued(letter.id, job_id, None, f"already requeued ({as_text(reply[1])})")
+    # The job lives on for another ttl: its tombstone must outlive it again.
+    await redis.expire(job_tombstone_key(job_id), ttl + settings.tombstone_seconds)
     entry = await redis.xadd(queue_key_for(job_id), {"job": job_id})
     await redis.xdel(dead_letter_key(), letter.id)
     return Requeued(letter.id, job_id, as_text(entry), "reset and queued")

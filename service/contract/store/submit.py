@@ -20,7 +20,13 @@ import orjson
 from service.contract.errors import Conflict, Unavailable
 from service.contract.events import QUEUED
 from service.contract.jobs import JobRequest, new_job_id, now_ms
-from service.contract.keys import idempotency_key, job_keys, job_record_key, queue_key_for
+from service.contract.keys import (
+    idempotency_key,
+    job_keys,
+    job_record_key,
+    job_tombstone_key,
+    queue_key_for,
+)
 from service.contract.settings import Settings
 from service.contract.store.redis_client import AnyRedis
 from service.contract.store.replication import wait_for_replicas
@@ -55,13 +61,14 @@ async def create_job(
 
     ``traceparent`` (W3C) is stored with the record so the worker continues the job's trace.
     """
+    now = now_ms()
     fields: list[str | int] = [
         "id",
         job_id,
         "status",
         QUEUED,
         "created_at",
-        now_ms(),
+        now,
         "model",
         _model_for(request, settings),
         "language",
@@ -73,8 +80,11 @@ async def create_job(
         fields += [TRACEPARENT, traceparent]
     status_data = orjson.dumps({"status": QUEUED, "attempt": 0}).decode()
     ttl = max(settings.retention_seconds, settings.unfinished_job_seconds)
+    tombstone_ttl = ttl + settings.tombstone_seconds
     created = await scripts.create_job(
-        keys=job_keys(job_id), args=[ttl, status_data, *fields], client=redis
+        keys=[*job_keys(job_id), job_tombstone_key(job_id)],
+        args=[ttl, tombstone_ttl, status_data, now, *fields],
+        client=redis,
     )
     return created is not None
 

@@ -10,7 +10,7 @@ from aiohttp_sse import EventSourceResponse
 from service.contract.errors import BadRequest, Unavailable
 from service.contract.events import ZERO_ID, StreamId, parse_stream_id
 from service.contract.keys import job_record_key
-from service.contract.store.job_reader import job_not_found
+from service.contract.store.job_reader import missing_job
 from service.contract.store.redis_client import is_redis_failure
 from service.contract.store.scripts import as_text
 from service.gateway.access_control import client_address
@@ -71,7 +71,7 @@ async def _serve_stream(
     state = request.app[STATE]
     status, terminal_id = await state.redis.hmget(job_record_key(job_id), "status", "terminal_id")
     if status is None:
-        raise job_not_found(job_id)
+        raise await missing_job(state.redis, state.settings, job_id)
     if source is not None:
         state.metrics.resumes.labels(source).inc()
     terminal = parse_stream_id(as_text(terminal_id)) if terminal_id is not None else None

@@ -97,7 +97,7 @@ async def get_job(request: web.Request) -> web.Response:
     state = request.app[STATE]
     job_id = job_id_from(request)
     require_viewer(request, state.settings, state.tokens, job_id)
-    record, text = await read_job(state.redis, job_id)
+    record, text = await read_job(state.redis, state.settings, job_id)
     return web.json_response(
         record.to_api(output=text, viewers=state.hub.viewer_count(job_id)),
         dumps=lambda obj: orjson.dumps(obj).decode(),

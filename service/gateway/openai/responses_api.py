@@ -59,7 +59,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             "the gateway is shutting down before the response ended; retrieve it again",
             code="shutting_down",
         )
-    record, output = await read_job(state.redis, job.id)
+    record, output = await read_job(state.redis, state.settings, job.id)
     return web.json_response(response_from_record(record, output), headers=job.headers)
 
 
@@ -72,7 +72,7 @@ async def retrieve_response(request: web.Request) -> web.StreamResponse:
     require_viewer(request, state.settings, state.tokens, job_id)
     if _flag(request, "stream"):
         return await _stream_events(request, job_id, after=_starting_after(request))
-    record, output = await read_job(state.redis, job_id)
+    record, output = await read_job(state.redis, state.settings, job_id)
     return web.json_response(
         response_from_record(record, output), headers=job_headers(state, job_id)
     )
@@ -94,7 +94,7 @@ async def cancel_response(request: web.Request) -> web.Response:
     if cancelled:
         state.metrics.jobs_cancelled.inc()
         log.info("job cancelled", extra={"job_id": job_id, "api": "responses"})
-    record, output = await read_job(state.redis, job_id)
+    record, output = await read_job(state.redis, state.settings, job_id)
     return web.json_response(response_from_record(record, output))
 
 
@@ -114,7 +114,7 @@ async def _stream_events(request: web.Request, job_id: str, *, after: int) -> we
     address = client_address(request, state.settings)
     await state.limiter.check("stream", f"addr:{address}", state.settings.stream_rate_per_minute)
     with state.stream_slots.hold(address):
-        record, _ = await read_job(state.redis, job_id)
+        record, _ = await read_job(state.redis, state.settings, job_id)
         translator = ResponsesTranslator(ResponseHead.from_record(record))
         stream = EventStream(request, job_headers(state, job_id))
         await stream.open()
@@ -168,7 +168,7 @@ async def _wait_for_end(request: web.Request, job_id: str) -> bool:
         async for entries in feed:
             if entries and entries[-1].terminal:
                 return True
-    record, _ = await read_job(state.redis, job_id)
+    record, _ = await read_job(state.redis, state.settings, job_id)
     return record.status in TERMINAL
 
 
