@@ -10,7 +10,7 @@ from service.contract.settings import Settings
 from service.contract.store.redis_client import AnyRedis
 from service.contract.store.redis_metrics import instrument_redis
 from service.contract.store.scripts import Scripts
-from service.contract.store.viewer_tokens import ViewerTokens, shared_secret
+from service.contract.store.viewer_tokens import ViewerTokens, signing_secret
 from service.contract.telemetry.log_setup import redact_secrets
 from service.contract.telemetry.tracing import Tracing
 from service.contract.telemetry.tracing_setup import setup_tracing
@@ -43,10 +43,7 @@ async def create_app(
     viewer_counts = ViewerCounts()
     metrics = GatewayMetrics(viewer_counts.counts)
     instrument_redis(redis, metrics.redis)
-    configured = settings.viewer_token_secret
-    secret = await shared_secret(
-        redis, configured.get_secret_value().encode() if configured is not None else None
-    )
+    secret = await signing_secret(redis, settings)
     redact_secrets(_secrets(settings, secret))
     state = GatewayState(
         settings=settings,

@@ -31,6 +31,7 @@ from service.contract.settings import Settings
 from service.contract.store.redis_client import AnyRedis
 from service.contract.store.replication import wait_for_replicas
 from service.contract.store.scripts import Scripts, as_text
+from service.contract.store.viewer_tokens import ViewerTokens, signing_secret
 from service.contract.telemetry.tracing import TRACEPARENT
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,46 @@ class SubmittedJob:
 
     id: str
     created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What a submit answers, over HTTP (``202``) or to a backend that submits directly: the
+    job, where to watch it, and the viewer token that opens it (on the page, too)."""
+
+    id: str
+    status: str
+    viewer_token: str
+    created: bool = True
+
+    @classmethod
+    def of(cls, job: SubmittedJob, status: str, tokens: ViewerTokens) -> Receipt:
+        """The receipt of a submitted job, with a fresh viewer token."""
+        return cls(job.id, status, tokens.issue(job.id), job.created)
+
+    @property
+    def events_url(self) -> str:
+        """The job's event stream, token included (what a share link opens)."""
+        return f"/v1/jobs/{self.id}/events?token={self.viewer_token}"
+
+    def to_api(self) -> dict[str, str]:
+        """The JSON body of ``POST /v1/jobs``'s 202."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "events_url": self.events_url,
+            "job_url": f"/v1/jobs/{self.id}",
+            "viewer_token": self.viewer_token,
+        }
+
+
+async def submit_direct(redis: AnyRedis, settings: Settings, request: JobRequest) -> Receipt:
+    """Submit without the gateway (a backend that never holds a connection): the same job,
+    checks and receipt as ``POST /v1/jobs``. ``request`` comes from :func:`parse_job_request`
+    so it meets the same limits."""
+    job = await submit_job(redis, Scripts.register(redis), settings, request)
+    tokens = ViewerTokens(await signing_secret(redis, settings), settings.viewer_token_seconds)
+    return Receipt.of(job, QUEUED, tokens)
 
 
 def _model_for(request: JobRequest, settings: Settings) -> str:

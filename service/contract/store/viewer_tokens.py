@@ -10,6 +10,7 @@ import time
 
 from service.contract.errors import Forbidden
 from service.contract.keys import signing_secret_key
+from service.contract.settings import Settings
 from service.contract.store.redis_client import AnyRedis
 
 
@@ -39,6 +40,14 @@ class ViewerTokens:
     def _sign(self, job_id: str, expires: int) -> str:
         mac = hmac.new(self._secret, f"view:{job_id}:{expires}".encode(), hashlib.sha256)
         return base64.urlsafe_b64encode(mac.digest()[:20]).decode().rstrip("=")
+
+
+async def signing_secret(redis: AnyRedis, settings: Settings) -> bytes:
+    """The secret every process signs viewer tokens with: ``VIEWER_TOKEN_SECRET`` if set."""
+    configured = settings.viewer_token_secret
+    return await shared_secret(
+        redis, configured.get_secret_value().encode() if configured is not None else None
+    )
 
 
 async def shared_secret(redis: AnyRedis, configured: bytes | None) -> bytes:

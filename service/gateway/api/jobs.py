@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import orjson
 from aiohttp import web
@@ -15,11 +14,11 @@ from service.contract.keys import job_record_key
 from service.contract.store.cancel import cancel_job as cancel
 from service.contract.store.job_reader import job_not_found, read_job
 from service.contract.store.scripts import as_text
-from service.contract.store.submit import submit_job
+from service.contract.store.submit import Receipt, submit_job
 from service.gateway.api.access_log import REQUEST_TRACEPARENT
 from service.gateway.api.submit import check_submit_rate, idempotency_key_header
 from service.gateway.auth import require_api_key, require_viewer
-from service.gateway.state import STATE, GatewayState
+from service.gateway.state import STATE
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +31,6 @@ def job_id_from(request: web.Request) -> str:
     if not is_job_id(job_id):
         raise job_not_found(job_id)
     return job_id
-
-
-def _links(state: GatewayState, job_id: str) -> dict[str, Any]:
-    token = state.tokens.issue(job_id)
-    return {
-        "events_url": f"/v1/jobs/{job_id}/events?token={token}",
-        "job_url": f"/v1/jobs/{job_id}",
-        "viewer_token": token,
-    }
 
 
 async def _read_json(request: web.Request) -> object:
@@ -84,7 +74,7 @@ async def submit(request: web.Request) -> web.Response:
     else:
         stored = await state.redis.hget(job_record_key(job.id), "status")
         status = as_text(stored) if stored is not None else QUEUED
-    body = {"id": job.id, "status": status, **_links(state, job.id)}
+    body = Receipt.of(job, status, state.tokens).to_api()
     headers = {"Location": f"/v1/jobs/{job.id}"}
     if not job.created:
         headers["Idempotent-Replayed"] = "true"
