@@ -19,6 +19,9 @@ from service.gateway.fanout.viewer import Viewer
 
 log = logging.getLogger(__name__)
 
+# The reason a viewer's stream starts over when the store lost what it had been sent.
+STORE_ROLLBACK = "store_rollback"
+
 # A replay of a live job sends the history's older batches as merged events (one per run of
 # tokens) and only the last few batches as they were framed live. The split moves once per
 # REPLAY_TAIL batches, so the viewers of a storm share one merged encoding.
@@ -34,6 +37,10 @@ class JobFeed:
         self.job_id = job_id
         self.key = job_events_key(job_id)
         self.cursor: StreamId = ZERO_ID
+        self.offset = 0  # the cursor entry's offset (0: unknown, nothing to check against)
+        # Set when the store lost entries this feed had handed out (a failover to a lagging
+        # replica, a restart from an older AOF): the feed is dropped, its viewers start over.
+        self.rolled_back = False
         self.viewers: set[Viewer] = set()
         self.ended = False
         self._ready = asyncio.Event()
@@ -128,6 +135,7 @@ class JobFeed:
                 await asyncio.sleep(0.5)
         if last is not None:
             self.cursor = last.id
+            self.offset = last.offset
             self.ended = last.terminal
         self._ready.set()
 
@@ -151,6 +159,11 @@ class JobFeed:
             entries = [entry for entry in entries if entry.id > self.cursor]
             if not entries:
                 return
+        if self.offset and entries[0].offset and entries[0].offset != self.offset + 1:
+            # Offsets count every entry of the stream: another one than the next means the
+            # store went back in time, and what the viewers have may never have happened.
+            self.roll_back(f"offset {entries[0].offset} after {self.offset}")
+            return
         frames = encode(entries)
         batch = Batch(
             prev=self.cursor,
@@ -162,6 +175,7 @@ class JobFeed:
         )
         self._remember(batch)
         self.cursor = batch.last
+        self.offset = entries[-1].offset
         self.ended = batch.terminal
         now = time.monotonic()
         for viewer in self.viewers:
@@ -172,6 +186,26 @@ class JobFeed:
         self._history = None
         self._history_lasts = []
         self._merged.clear()
+
+    def check_position(self, last: Entry | None) -> None:
+        """Compare the stream's last entry, read after a Redis failure, with the cursor: a
+        stream that ends before it (or lost its epoch's offsets) was rolled back."""
+        if self.cursor == ZERO_ID or self.rolled_back:
+            return
+        if (
+            last is None
+            or last.id < self.cursor
+            or (last.id == self.cursor and self.offset and last.offset != self.offset)
+        ):
+            self.roll_back("the stream ends before the feed's cursor")
+
+    def roll_back(self, why: str) -> None:
+        """The store lost entries this feed handed out: every viewer starts over (``reset``,
+        reason ``store_rollback``, then the stream as it now is)."""
+        log.warning("job stream rolled back", extra={"job_id": self.job_id, "why": why})
+        self.rolled_back = True
+        self.redis_failed()
+        self.close_viewers(STORE_ROLLBACK)
 
     def close_viewers(self, reason: str) -> None:
         """End every viewer's stream; they reconnect and resume from Redis."""

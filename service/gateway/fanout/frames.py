@@ -26,6 +26,7 @@ class Entry:
     kind: str
     data: bytes  # the JSON text of the event's data, exactly as the worker wrote it
     text: str = ""  # a token's text, decoded once here so merging never re-parses JSON
+    offset: int = 0  # its place in the stream (1, 2, ...); 0 for an entry written without one
 
     @property
     def terminal(self) -> bool:
@@ -41,7 +42,8 @@ def entries_from_reply(raw: Iterable[Any] | None) -> list[Entry]:
         kind = fields[b"t"].decode()
         data = fields[b"d"]
         text = orjson.loads(data)["text"] if kind == TOKEN else ""
-        entries.append(Entry(parse_stream_id(entry_id.decode()), kind, data, text))
+        offset = int(fields.get(b"n", 0))
+        entries.append(Entry(parse_stream_id(entry_id.decode()), kind, data, text, offset))
     return entries
 
 

@@ -69,7 +69,11 @@ class FeedHub:
         feed = self._feeds.get(job_id)
         if job_id in self._retained:
             self._unretain(job_id)
-        if feed is not None and feed.ended and not feed.viewers and feed.cursor != terminal_id:
+        if feed is not None and feed.rolled_back:
+            # Its viewers are leaving to start over; the newcomer reads the stream as it is.
+            del self._feeds[job_id]
+            feed = None
+        elif feed is not None and feed.ended and not feed.viewers and feed.cursor != terminal_id:
             # An ended feed the job record does not confirm (the job was run again, or the
             # caller cannot tell): load the job afresh.
             del self._feeds[job_id]

@@ -88,17 +88,22 @@ class LaneReader:
             log.warning("lane wake failed", extra={"lane": self.lane, "error": repr(exc)})
 
     async def _run(self) -> None:
+        failed = False
         while self._feeds and not self._stopped:
-            streams: dict[Any, Any] = {
-                key: format_stream_id(feed.cursor) for key, feed in self._feeds.items()
-            }
-            streams[self._wake_key] = self._wake_cursor
-            self._woken = False
             try:
+                if failed:
+                    await self._check_positions()
+                    failed = False
+                streams: dict[Any, Any] = {
+                    key: format_stream_id(feed.cursor) for key, feed in self._feeds.items()
+                }
+                streams[self._wake_key] = self._wake_cursor
+                self._woken = False
                 reply: Any = await self._redis.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS)
             except Exception as exc:
                 # The reader must outlive any failure: if it died, every viewer of the
                 # lane would wait forever.
+                failed = True
                 for feed in self._feeds.values():
                     feed.redis_failed()
                 if is_redis_failure(exc):
@@ -119,6 +124,20 @@ class LaneReader:
             if took > PAUSE_AFTER_SECONDS:
                 await asyncio.sleep(min(took, MAX_PAUSE_SECONDS))
 
+    async def _check_positions(self) -> None:
+        """After a failure, before reading on: a Redis that came back from an older copy (a
+        lagging replica promoted, an older AOF) may hold less than the feeds handed out."""
+        feeds = list(self._feeds.values())
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for feed in feeds:
+                pipe.xrevrange(feed.key, count=1)
+            replies = await pipe.execute()
+        for feed, reply in zip(feeds, replies, strict=True):
+            last = entries_from_reply(reply)
+            feed.check_position(last[0] if last else None)
+            if feed.rolled_back:
+                self.remove(feed)
+
     def _dispatch(self, reply: Any) -> None:
         for raw_key, raw_entries in reply:
             key = raw_key.decode()
@@ -130,5 +149,5 @@ class LaneReader:
             if feed is None or not entries:
                 continue
             feed.deliver(entries)
-            if feed.ended:
+            if feed.ended or feed.rolled_back:
                 self.remove(feed)

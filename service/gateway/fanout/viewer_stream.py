@@ -19,9 +19,9 @@ from service.contract.events import RESET, ZERO_ID, StreamId, format_stream_id
 from service.contract.keys import job_events_key
 from service.contract.store.redis_client import AnyRedis
 from service.gateway.fanout.direct_write import DirectSink
-from service.gateway.fanout.feed import JobFeed
+from service.gateway.fanout.feed import STORE_ROLLBACK, JobFeed
 from service.gateway.fanout.frames import PING, encode, frame
-from service.gateway.fanout.hub import FeedHub
+from service.gateway.fanout.hub import FeedHub, Subscription
 from service.gateway.fanout.replay import replay_pages
 from service.gateway.fanout.viewer import Viewer
 
@@ -85,23 +85,41 @@ async def stream_to_viewer(
         # replay the whole job after an explicit reset instead of leaving a silent gap.
         await send(frame(position, RESET, b'{"attempt":0,"reason":"unknown_position"}'))
         position = ZERO_ID
-    subscription = await hub.subscribe(job_id, terminal_id)
-    viewer, cursor = subscription.viewer, subscription.cursor
-    viewer.abort = abort
-    viewer.sink = sink
-    viewer.on_direct_write = on_direct_write
-    try:
-        if position < cursor:
-            finished = await _replay(redis, subscription.feed, position, cursor, send)
-            position = cursor
-            if finished:
-                return StreamOutcome("terminal", sent)
-        elif subscription.ended:
-            return StreamOutcome("terminal", sent)
-        viewer.position = position
-        return await _follow(viewer, send, lambda: sent + viewer.direct_bytes)
-    finally:
-        hub.unsubscribe(subscription)
+    direct_bytes = 0
+    while True:
+        subscription = await hub.subscribe(job_id, terminal_id)
+        viewer = subscription.viewer
+        viewer.abort = abort
+        viewer.sink = sink
+        viewer.on_direct_write = on_direct_write
+        try:
+            outcome = await _through_feed(redis, subscription, position, send)
+        finally:
+            hub.unsubscribe(subscription)
+            direct_bytes += viewer.direct_bytes
+            viewer = None
+        if outcome != STORE_ROLLBACK:
+            return StreamOutcome(outcome, sent + direct_bytes)
+        # The store lost entries this viewer was sent: start over, visibly, from the stream
+        # as it now is (the reset's id 0-0 makes a reconnect start over too).
+        await send(frame(ZERO_ID, RESET, b'{"attempt":0,"reason":"store_rollback"}'))
+        position, terminal_id = ZERO_ID, None
+
+
+async def _through_feed(
+    redis: AnyRedis, subscription: Subscription, position: StreamId, send: Write
+) -> str:
+    """Replay ``(position, cursor]``, then follow the feed; how the stream ended."""
+    cursor = subscription.cursor
+    if position < cursor:
+        finished = await _replay(redis, subscription.feed, position, cursor, send)
+        position = cursor
+        if finished:
+            return "terminal"
+    elif subscription.ended:
+        return "terminal"
+    subscription.viewer.position = position
+    return await _follow(subscription.viewer, send)
 
 
 async def _replay(
@@ -124,7 +142,7 @@ async def _replay(
     return False
 
 
-async def _follow(viewer: Viewer, send: Write, sent: Callable[[], int]) -> StreamOutcome:
+async def _follow(viewer: Viewer, send: Write) -> str:
     """Write the feed's batches after the viewer's position; ping when the hub's sweeper asks
     (only after a quiet spell). No timer per wait or per write: one sweeper serves all
     viewers. While this waits, the feed may write batches for it (``Viewer.offer``)."""
@@ -139,9 +157,9 @@ async def _follow(viewer: Viewer, send: Write, sent: Callable[[], int]) -> Strea
             finally:
                 viewer.idle = False
         if viewer.finished:
-            return StreamOutcome("terminal", sent())
+            return "terminal"
         if viewer.overflowed:
-            return StreamOutcome("slow_viewer", sent())
+            return "slow_viewer"
         if viewer.needs_ping and not viewer.batches:
             viewer.needs_ping = False
             await send(PING)
@@ -161,6 +179,6 @@ async def _follow(viewer: Viewer, send: Write, sent: Callable[[], int]) -> Strea
             # A viewer's pending frames go out in one write.
             await send(b"".join(chunks))
         if terminal:
-            return StreamOutcome("terminal", sent())
+            return "terminal"
         if viewer.closed_reason is not None and not viewer.batches:
-            return StreamOutcome(viewer.closed_reason, sent())
+            return viewer.closed_reason

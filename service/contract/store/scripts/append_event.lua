@@ -29,7 +29,8 @@ if status ~= 'running' then
   return {'ended', status}
 end
 
-local id = redis.call('XADD', events, '*', 't', kind, 'd', data)
+local n = redis.call('HINCRBY', record, 'n', 1)
+local id = redis.call('XADD', events, '*', 't', kind, 'd', data, 'n', n)
 redis.call('HSET', record, 'seq', seq, 'last_id', id)
 if kind == 'token' then
   redis.call('APPEND', output, text)

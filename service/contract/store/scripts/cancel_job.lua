@@ -13,7 +13,8 @@ end
 if status == 'done' or status == 'failed' or status == 'cancelled' then
   return {'terminal', status}
 end
-local id = redis.call('XADD', events, '*', 't', 'cancelled', 'd', '{}')
+local n = redis.call('HINCRBY', record, 'n', 1)
+local id = redis.call('XADD', events, '*', 't', 'cancelled', 'd', '{}', 'n', n)
 redis.call('HSET', record, 'status', 'cancelled', 'finished_at', now, 'last_id', id,
   'terminal_id', id, 'finish_reason', 'cancelled')
 redis.call('EXPIRE', record, retention)

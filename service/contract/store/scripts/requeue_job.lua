@@ -28,8 +28,10 @@ redis.call('SET', output, '')
 redis.call('HDEL', record, 'started_at', 'attempt_started_at', 'first_token_at', 'finished_at',
   'finish_reason', 'usage', 'error', 'terminal_id', 'worker', 'entry')
 local data = '{"status":"queued","attempt":' .. attempt .. '}'
-local id = redis.call('XADD', events, '*', 't', 'status', 'd', data)
+-- A new stream: offsets start again at 1 (a live feed sees the jump and starts over).
+local id = redis.call('XADD', events, '*', 't', 'status', 'd', data, 'n', 1)
 redis.call('HSET', record, 'status', 'queued', 'deliveries', 0, 'seq', 0, 'last_id', id,
+  'n', 1,
   'requeued_from', dead_entry, 'requeued_at', now)
 redis.call('EXPIRE', record, ttl)
 redis.call('EXPIRE', events, ttl)

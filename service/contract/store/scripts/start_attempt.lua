@@ -36,9 +36,14 @@ if expected ~= '' and tonumber(expected) ~= attempt then
   return {'fenced'}
 end
 
+local function append(kind, data)
+  local n = redis.call('HINCRBY', record, 'n', 1)
+  return redis.call('XADD', events, '*', 't', kind, 'd', data, 'n', n)
+end
+
 local function finish_failed(code, message)
   local data = cjson.encode({code = code, message = message})
-  local id = redis.call('XADD', events, '*', 't', 'failed', 'd', data)
+  local id = append('failed', data)
   redis.call('HSET', record, 'status', 'failed', 'finished_at', now, 'error', data,
     'last_id', id, 'terminal_id', id)
   redis.call('EXPIRE', record, retention)
@@ -67,10 +72,10 @@ if redis.call('HEXISTS', record, 'started_at') == 0 then
 end
 if redis.call('STRLEN', output) > 0 then
   local data = cjson.encode({attempt = attempt, reason = reason})
-  redis.call('XADD', events, '*', 't', 'reset', 'd', data)
+  append('reset', data)
   redis.call('SET', output, '', 'KEEPTTL')
 end
 local status_data = '{"status":"running","attempt":' .. attempt .. '}'
-local id = redis.call('XADD', events, '*', 't', 'status', 'd', status_data)
+local id = append('status', status_data)
 redis.call('HSET', record, 'last_id', id)
 return {'ok', attempt}
