@@ -72,3 +72,10 @@ clean:
 .PHONY: bench
 bench: $(PY_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# docs/configuration.md is generated from the Settings model (tests/test_configuration_doc.py
+# fails when it is stale): run this after changing a setting.
+.PHONY: docs
+docs: $(PY_STAMP)
+	$(BIN)/python -m service.cli.settings_doc > docs/configuration.md.tmp
+	mv docs/configuration.md.tmp docs/configuration.md

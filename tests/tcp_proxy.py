@@ -1,8 +1,8 @@
 """A small TCP proxy for tests that need a real network drop between a client and a server.
 
-Playwright's ``context.set_offline`` does not break an EventSource already open to 127.0.0.1
-(FACTS.md), so the browser talks to the gateway through this proxy instead, and a test cuts
-every connection (``drop_all``) and refuses new ones for a while (``refuse``).
+Playwright's ``context.set_offline`` does not break an EventSource already open to 127.0.0.1,
+so the browser talks to the gateway through this proxy instead, and a test cuts every
+connection (``drop_all``) and refuses new ones for a while (``refuse``).
 """
 
 from __future__ import annotations

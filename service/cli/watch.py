@@ -3,7 +3,7 @@
 The watcher is a client of the native API (:mod:`client`): it resumes with ``Last-Event-ID``
 across gateway restarts and network blips, shows the code highlighted on a terminal and as
 exact bytes in a pipe, and a status line on a terminal's stderr. It returns a
-:class:`WatchOutcome`; ``service/cli.py`` turns that into the exit code.
+:class:`WatchOutcome`; ``service/cli/main.py`` turns that into the exit code.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A job's keys share the hash tag of its *lane* (``{l<n>}``, one of :data:`LANES`, chosen by
 hashing the job id), so every script on a job touches one Redis Cluster hash slot, and a
-gateway can tail all of a lane's live jobs with one multi-key ``XREAD`` (``fanout.py``).
+gateway can tail all of a lane's live jobs with one multi-key ``XREAD`` (``service/gateway/fanout/lane.py``).
 The queue is split into :data:`QUEUE_PARTITIONS` streams with tags of their own, so it is
 not one hot key on one node. Both numbers are part of the data layout: every process of a
 deployment must agree on them, so they are constants, not settings.
@@ -74,7 +74,7 @@ def queue_key_for(job_id: str) -> str:
 
 def replication_marker_key(key: str) -> str:
     """A key in ``key``'s hash slot that a submit writes right before ``WAIT`` on its
-    primary (``service/replication.py``)."""
+    primary (``service/contract/store/replication.py``)."""
     start = key.find("{")
     end = key.find("}", start + 1)
     # A key without a hash tag hashes whole: the whole key becomes the marker's tag.

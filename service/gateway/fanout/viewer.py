@@ -20,7 +20,7 @@ class Viewer:
 
     While the viewer's task is idle (everything up to ``position`` sent, nothing queued) and
     its socket keeps up, the feed writes a new batch for it directly (``sink``) instead of
-    queueing it and waking the task: see ``service/direct_write.py``.
+    queueing it and waking the task: see ``service/gateway/fanout/direct_write.py``.
     """
 
     limit: int

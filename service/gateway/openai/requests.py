@@ -249,8 +249,8 @@ def _refuse_unsupported(
             if value is None:
                 continue
             raise OpenAIBadRequest(
-                f"tokenrelay does not support the parameter '{name}' (see the README's list "
-                "of supported OpenAI fields).",
+                f"tokenrelay does not support the parameter '{name}' (docs/openai.md lists "
+                "the supported OpenAI fields).",
                 param=name,
                 code="unsupported_parameter",
             )
