@@ -8,19 +8,16 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from redis.asyncio import Redis
 
 from bench.localcluster import LocalCluster
 from service.cli.embedded_redis import RedisClusterServers, find_redis_server, free_port
+from service.cli.launcher import Child, tokenrelay_argv
 from service.contract.keys import job_record_key
 from service.contract.store.redis_client import AnyRedis, connect
 
@@ -46,75 +43,6 @@ def pin_process(pid: int, cores: str) -> None:
         for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(OSError):
                 os.sched_setaffinity(int(task.name), cpus)
-
-
-@dataclass
-class Child:
-    """One child process with its log file."""
-
-    name: str
-    argv: list[str]
-    log: Path
-    env: dict[str, str] | None = None
-    cwd: Path | None = None
-    popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Child:
-        """Start it (stdout and stderr go to the log)."""
-        with self.log.open("ab") as out:
-            self.popen = subprocess.Popen(
-                self.argv, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT
-            )
-        return self
-
-    @property
-    def pid(self) -> int:
-        """The process id."""
-        assert self.popen is not None
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        """Whether it still runs."""
-        return self.popen is not None and self.popen.poll() is None
-
-    def check(self) -> None:
-        """Raise with the log's tail if it exited."""
-        if self.popen is not None and self.popen.poll() is not None:
-            tail = self.log.read_text(errors="replace")[-1500:]
-            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{tail}")
-
-    def signal(self, signum: int) -> None:
-        """Send a signal if it runs."""
-        if self.alive():
-            assert self.popen is not None
-            self.popen.send_signal(signum)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM (SIGCONT first, in case it is stopped), then SIGKILL after ``timeout``."""
-        if self.popen is None:
-            return
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGCONT)
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-async def wait_http(url: str, child: Child, seconds: float = 20.0) -> None:
-    """Wait until ``url`` answers (any status below 500)."""
-    deadline = time.monotonic() + seconds
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            child.check()
-            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as resp:
-                    if resp.status < 500:
-                        return
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"{child.name} did not answer at {url}")
 
 
 @dataclass
@@ -165,9 +93,23 @@ class Stack:
         """The simulated upstream's base URL (without ``/v1``)."""
         return f"http://127.0.0.1:{self.sim_port}"
 
-    def _child(self, name: str, argv: list[str], cores: str | None, **kw: Any) -> Child:
-        child = Child(name, pinned(cores, argv), self.workdir / f"{name}.log", **kw).start()
+    async def start_child(
+        self,
+        name: str,
+        argv: list[str],
+        cores: str | None,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        port: int | None = None,
+    ) -> Child:
+        """``argv`` pinned to ``cores``, logging to ``<workdir>/<name>.log``; with a ``port``,
+        returns once it answers there."""
+        log = self.workdir / f"{name}.log"
+        child = Child(name, pinned(cores, argv), log, env=env, cwd=cwd, port=port)
+        # Listed before it starts: stop() then ends it even when it never gets ready.
         self.children.append(child)
+        await asyncio.to_thread(child.start)
         return child
 
     def _env(self, **extra: str) -> dict[str, str]:
@@ -211,7 +153,7 @@ class Stack:
             "--maxclients",
             "50000",
         ]
-        self.redis_child = self._child("redis", argv, cores or self.other_cores)
+        self.redis_child = await self.start_child("redis", argv, cores or self.other_cores)
         self.redis = Redis.from_url(self.redis_url)
         deadline = time.monotonic() + 10
         while True:
@@ -253,33 +195,23 @@ class Stack:
     async def start_simulator(self, rate: float, tokens: int) -> None:
         """``tokenrelay simulate-upstream`` with a default pace and length."""
         self.sim_port = free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "simulate-upstream",
-            "--port",
-            str(self.sim_port),
-            "--rate",
-            str(rate),
-            "--tokens",
-            str(tokens),
-        ]
-        self.simulator = self._child("simulator", argv, self.other_cores, cwd=self.workdir)
-        await wait_http(f"{self.sim_url}/healthz", self.simulator)
+        pace = ("--rate", str(rate), "--tokens", str(tokens))
+        argv = tokenrelay_argv("simulate-upstream", "--port", str(self.sim_port), *pace)
+        self.simulator = await self.start_child(
+            "simulator", argv, self.other_cores, cwd=self.workdir, port=self.sim_port
+        )
 
     async def start_gateway(self, **env: str) -> None:
         """``tokenrelay gateway`` pinned to the gateway's core."""
         self.gateway_port = free_port()
-        argv = [sys.executable, "-m", "service.cli", "gateway"]
-        self.gateway = self._child(
+        self.gateway = await self.start_child(
             "gateway",
-            argv,
+            tokenrelay_argv("gateway"),
             self.gateway_cores,
             cwd=self.workdir,
             env=self._env(TOKENRELAY_PORT=str(self.gateway_port), **env),
+            port=self.gateway_port,
         )
-        await wait_http(f"{self.base_url}/healthz", self.gateway)
 
     async def start_worker(self, *, first_job: str | None = None, **env: str) -> None:
         """``tokenrelay worker``. Returns once it reads the queue or, with ``first_job``,
@@ -288,9 +220,12 @@ class Stack:
         (It is not paused with SIGSTOP instead: a worker stopped for 5 s or more loses the
         queue entry delivered meanwhile until XAUTOCLAIM takes it back, a lease later.)
         """
-        argv = [sys.executable, "-m", "service.cli", "worker"]
-        self.worker = self._child(
-            "worker", argv, self.other_cores, cwd=self.workdir, env=self._env(**env)
+        self.worker = await self.start_child(
+            "worker",
+            tokenrelay_argv("worker"),
+            self.other_cores,
+            cwd=self.workdir,
+            env=self._env(**env),
         )
         client: AnyRedis | None = self.redis if self.redis is not None else self.cluster_client
         assert client is not None
@@ -348,7 +283,7 @@ class Stack:
         self.cluster_client = None
         self.nodes.clear()
         for child in reversed(self.children):
-            await asyncio.to_thread(child.stop)
+            await asyncio.to_thread(child.stop, 10.0)
         self.children.clear()
         if self.cluster is not None:
             await asyncio.to_thread(self.cluster.stop)

@@ -70,3 +70,40 @@ def test_the_cycle_check_finds_a_cycle() -> None:
     graph.add_import(importer="b", imported="c")
     graph.add_import(importer="c", imported="a")
     assert _cycles(graph) == [["a", "b", "c"]]
+
+
+def _modules_in_architecture_table() -> dict[str, set[str]]:
+    """Folder → the module names its rows of ARCHITECTURE.md's layout table give."""
+    text = (ROOT / "ARCHITECTURE.md").read_text("utf-8")
+    section = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    named: dict[str, set[str]] = {}
+    folder = ""
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or cells[0] in ("folder", "---"):
+            continue
+        folder = cells[0].strip("`") or folder
+        names = {part.strip().strip("`") for part in cells[1].split(",") if part.strip()}
+        named.setdefault(folder, set()).update(names)
+    return named
+
+
+def test_architecture_names_every_module_in_its_layout_table() -> None:
+    named = _modules_in_architecture_table()
+    for package in PACKAGES:
+        for init in sorted((ROOT / package).rglob("__init__.py")):
+            folder = init.parent.relative_to(ROOT).as_posix() + "/"
+            modules = {path.name for path in init.parent.glob("*.py") if path.name != "__init__.py"}
+            # A subpackage without a row of its own (a folder of scripts) is named by its parent.
+            modules |= {
+                f"{sub.name}/"
+                for sub in init.parent.iterdir()
+                if (sub / "__init__.py").exists() and f"{folder}{sub.name}/" not in named
+            }
+            if not modules:
+                continue
+            if folder.count("/") > 1 and f"{init.parent.name}/" in named.get(
+                init.parent.parent.relative_to(ROOT).as_posix() + "/", set()
+            ):
+                continue
+            assert named.get(folder) == modules, f"ARCHITECTURE.md's rows for {folder}"

@@ -14,8 +14,9 @@ from pathlib import Path
 from string import Template
 
 from bench.procstat import children
-from bench.stack import Child, Stack, pinned, wait_http
+from bench.stack import Stack
 from service.cli.embedded_redis import free_port
+from service.cli.launcher import Child
 
 PEERS = Path(__file__).resolve().parent
 NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
@@ -56,10 +57,9 @@ class NchanHub:
         )
         path = workdir / "nginx.conf"
         path.write_text(conf)
-        argv = pinned(self.stack.gateway_cores, [nginx, "-p", str(workdir), "-c", str(path)])
-        self.master = Child("nginx", argv, workdir / "nginx.log").start()
-        self.stack.children.append(self.master)
-        await wait_http(f"http://127.0.0.1:{self.port}/healthz", self.master)
+        argv = [nginx, "-p", str(workdir), "-c", str(path)]
+        cores = self.stack.gateway_cores
+        self.master = await self.stack.start_child("nginx", argv, cores, port=self.port)
 
     @property
     def worker_pid(self) -> int:
@@ -84,16 +84,14 @@ class ResumableHub:
         node = shutil.which("node") or "node"
         self.port = free_port()
         env = {"REDIS_URL": self.stack.redis_url, "PORT": str(self.port), "PATH": "/usr/bin:/bin"}
-        argv = pinned(self.stack.gateway_cores, [node, "server.mjs"])
-        self.child = Child(
+        self.child = await self.stack.start_child(
             "resumable-stream",
-            argv,
-            self.stack.workdir / "resumable-stream.log",
+            [node, "server.mjs"],
+            self.stack.gateway_cores,
             env=env,
             cwd=PEERS / "resumable-stream",
-        ).start()
-        self.stack.children.append(self.child)
-        await wait_http(f"http://127.0.0.1:{self.port}/healthz", self.child)
+            port=self.port,
+        )
 
     @property
     def pid(self) -> int:

@@ -9,31 +9,31 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from service.cli.embedded_redis import RedisServer, free_port
+from service.cli.launcher import Child, ChildExited, tokenrelay_argv
 from service.contract.settings import Settings
 
 STATE_DIR = Path(".tokenrelay")
-
-
-def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "service.cli", *args], env=env)
 
 
 def run_up(settings: Settings, env_overrides: dict[str, str]) -> int:
     """Run everything until Ctrl-C or until a child dies; returns the exit code."""
     env = {**os.environ, **env_overrides}
     redis: RedisServer | None = None
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    children: list[Child] = []
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
+
+    def start(name: str, command: str, *args: str) -> None:
+        # A copy of the environment as it is now: later additions are for later children.
+        children.append(Child(name, tokenrelay_argv(command, *args), env=dict(env)).start())
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -47,30 +47,26 @@ def run_up(settings: Settings, env_overrides: dict[str, str]) -> int:
         upstream_note = f"{settings.upstream_url} model {settings.model}"
         if settings.upstream_api_key is None:
             port = free_port()
-            children.append(("simulator", _child(["simulate-upstream", "--port", str(port)], env)))
+            start("simulator", "simulate-upstream", "--port", str(port))
             env["TOKENRELAY_UPSTREAM_URL"] = f"http://127.0.0.1:{port}/v1"
             upstream_note = f"SIMULATED upstream at http://127.0.0.1:{port}/v1 (no API key set)"
-        children.append(("gateway", _child(["gateway"], env)))
-        children.append(("worker", _child(["worker"], env)))
+        start("gateway", "gateway")
+        start("worker", "worker")
         _banner(settings, redis_note or "", upstream_note)
         while not stopping:
-            for name, child in children:
-                if child.poll() is not None:
-                    print(
-                        f"tokenrelay up: {name} exited with {child.returncode}; stopping",
-                        file=sys.stderr,
-                    )
+            for child in children:
+                try:
+                    child.check()
+                except ChildExited as exc:
+                    print(f"tokenrelay up: {exc}; stopping", file=sys.stderr)
                     stopping = True
             time.sleep(0.2)
     finally:
-        for _, child in reversed(children):
-            if child.poll() is None:
-                child.terminate()
-        for _, child in children:
-            try:
-                child.wait(timeout=settings.shutdown_grace_seconds + 5)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        # SIGTERM to all first, so that they shut down side by side, not one after the other.
+        for child in reversed(children):
+            child.signal(signal.SIGTERM)
+        for child in children:
+            child.stop(timeout=settings.shutdown_grace_seconds + 5)
         if redis is not None:
             redis.stop()
     return 0

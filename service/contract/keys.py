@@ -2,7 +2,8 @@
 
 A job's keys share the hash tag of its *lane* (``{l<n>}``, one of :data:`LANES`, chosen by
 hashing the job id), so every script on a job touches one Redis Cluster hash slot, and a
-gateway can tail all of a lane's live jobs with one multi-key ``XREAD`` (``service/gateway/fanout/lane.py``).
+gateway can tail all of a lane's live jobs with one multi-key ``XREAD``
+(``service/gateway/fanout/lane.py``).
 The queue is split into :data:`QUEUE_PARTITIONS` streams with tags of their own, so it is
 not one hot key on one node. Both numbers are part of the data layout: every process of a
 deployment must agree on them, so they are constants, not settings.

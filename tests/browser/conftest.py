@@ -19,11 +19,12 @@ import pytest
 import pytest_asyncio
 
 from service.cli.embedded_redis import RedisServer
+from service.cli.launcher import Child
 from service.contract.settings import Settings
 from simulator.cli import start_simulator
 from simulator.config import SimConfig
 from tests.conftest import make_settings
-from tests.processes import Process, gateway_process, worker_process
+from tests.processes import gateway_process, worker_process
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -65,7 +66,7 @@ def stack_settings(redis_server: RedisServer, sim_url: str) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def gateway(stack_settings: Settings, log_dir: Path) -> Iterator[Process]:
+def gateway(stack_settings: Settings, log_dir: Path) -> Iterator[Child]:
     """A gateway process; a test that kills it must leave one running on the same port."""
     process = gateway_process(stack_settings, log_dir).start()
     yield process
@@ -73,18 +74,17 @@ def gateway(stack_settings: Settings, log_dir: Path) -> Iterator[Process]:
 
 
 @pytest.fixture(scope="module")
-def worker(stack_settings: Settings, log_dir: Path) -> Iterator[Process]:
+def worker(stack_settings: Settings, log_dir: Path) -> Iterator[Child]:
     process = worker_process(stack_settings, log_dir, "browser-tests").start()
     yield process
     process.stop()
 
 
 @pytest.fixture
-def stack(gateway: Process, worker: Process) -> Process:
+def stack(gateway: Child, worker: Child) -> Child:
     """The running stack's gateway, after checking that both processes are alive."""
     for process in (gateway, worker):
-        assert process.popen is not None, f"{process.command} never started"
-        assert process.popen.poll() is None, f"{process.command} died: {process.log_path}"
+        assert process.alive(), f"{process.name} is not running: {process.log_path}"
     return gateway
 
 

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from playwright.async_api import expect
 
+from service.cli.launcher import Child
 from tests.browser.pages import (
     Watched,
     ended_record,
@@ -25,7 +26,6 @@ from tests.browser.pages import (
     unique_prompt,
     wait_for_chars,
 )
-from tests.processes import Process
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
@@ -59,7 +59,7 @@ async def assert_page_shows_output(
 
 
 async def test_generate_shows_exactly_the_job_output_without_console_errors_or_csp_violations(
-    stack: Process, contexts: Any, http: aiohttp.ClientSession, sim_url: str
+    stack: Child, contexts: Any, http: aiohttp.ClientSession, sim_url: str
 ) -> None:
     watched = await open_page(await contexts(), stack.url + "/")
     job_id, token = await generate(
@@ -87,7 +87,7 @@ VIEWER_COUNT = re.compile(r"^(\d+) viewers?$")
 
 
 async def test_share_link_opened_mid_stream_ends_with_the_same_text_and_counts_two_viewers(
-    stack: Process, contexts: Any, http: aiohttp.ClientSession, sim_url: str
+    stack: Child, contexts: Any, http: aiohttp.ClientSession, sim_url: str
 ) -> None:
     author = await open_page(await contexts(), stack.url + "/")
     prompt = unique_prompt("a go worker pool", "tokens=1040 rate=80 unicode=1")
@@ -121,7 +121,7 @@ async def test_share_link_opened_mid_stream_ends_with_the_same_text_and_counts_t
 
 
 async def test_network_drop_mid_stream_shows_reconnecting_then_resumes_exactly(
-    stack: Process, contexts: Any, http: aiohttp.ClientSession, sim_url: str
+    stack: Child, contexts: Any, http: aiohttp.ClientSession, sim_url: str
 ) -> None:
     assert stack.port is not None
     proxy = await TcpProxy("127.0.0.1", stack.port).start()
@@ -155,7 +155,7 @@ async def test_network_drop_mid_stream_shows_reconnecting_then_resumes_exactly(
 
 
 async def test_gateway_process_restarted_mid_stream_the_page_resumes_by_itself(
-    stack: Process, contexts: Any, http: aiohttp.ClientSession, sim_url: str
+    stack: Child, contexts: Any, http: aiohttp.ClientSession, sim_url: str
 ) -> None:
     watched = await open_page(await contexts(), stack.url + "/")
     job_id, token = await generate(
@@ -168,7 +168,7 @@ async def test_gateway_process_restarted_mid_stream_the_page_resumes_by_itself(
         chars_at_kill = await watched.chars()
         await asyncio.to_thread(stack.start)  # a new process on the same port
     finally:
-        if stack.popen is None or stack.popen.poll() is not None:
+        if not stack.alive():
             await asyncio.to_thread(stack.start)  # leave a gateway for the next tests
     record = await assert_page_shows_output(watched, http, stack.url, sim_url, job_id, token)
     assert chars_at_kill < len(record["output"]), "the restart was not mid-stream"
@@ -176,7 +176,7 @@ async def test_gateway_process_restarted_mid_stream_the_page_resumes_by_itself(
 
 
 async def test_stop_cancels_the_job_and_ends_the_upstream_call(
-    stack: Process, contexts: Any, http: aiohttp.ClientSession, sim_url: str
+    stack: Child, contexts: Any, http: aiohttp.ClientSession, sim_url: str
 ) -> None:
     watched = await open_page(await contexts(), stack.url + "/")
     prompt = unique_prompt("a long java service", "tokens=3000 rate=60")
@@ -209,7 +209,7 @@ async def test_stop_cancels_the_job_and_ends_the_upstream_call(
 
 
 async def test_upstream_cut_mid_stream_leaves_exactly_the_retried_output(
-    stack: Process, contexts: Any, http: aiohttp.ClientSession, sim_url: str
+    stack: Child, contexts: Any, http: aiohttp.ClientSession, sim_url: str
 ) -> None:
     watched = await open_page(await contexts(), stack.url + "/")
     directives = "tokens=240 rate=60 unicode=1 fail=cut after=15 times=1"
@@ -230,7 +230,7 @@ async def test_upstream_cut_mid_stream_leaves_exactly_the_retried_output(
 
 
 async def test_screenshots_mid_generation_wide_and_400px(
-    stack: Process, contexts: Any, http: aiohttp.ClientSession, sim_url: str, output_dir: Path
+    stack: Child, contexts: Any, http: aiohttp.ClientSession, sim_url: str, output_dir: Path
 ) -> None:
     wide = await open_page(await contexts(), stack.url + "/")
     job_id, token = await generate(

@@ -75,7 +75,7 @@ async def test_two_gateways_and_two_workers_share_jobs_with_identical_ids(
             assert viewer.text == expected
         for job in jobs:
             assert len(await upstream_requests(http, upstream_url, job["id"])) == 1
-        logs = [w.log_path.read_text() for w in workers]
+        logs = [w.log_text() for w in workers]
         assert all('"job done"' in log for log in logs), "both workers ran jobs"
     finally:
         for process in gateways + workers:

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from service.contract.settings import Settings
+from service.contract.sse_decoder import SSEEvent
 from simulator.cli import start_simulator
 from simulator.config import SimConfig
 from tests.conftest import make_settings
@@ -99,15 +100,21 @@ async def test_a_workload_logs_context_and_never_a_secret(
         wrong = {"Authorization": f"Bearer {WRONG_KEY}"}
         async with http.post(f"{base}/v1/jobs", json={"prompt": "x"}, headers=wrong) as r:
             assert r.status == 401
-        watching = asyncio.create_task(read_stream(http, f"{base}{long['events_url']}"))
-        await asyncio.sleep(0.3)
+        seen: list[SSEEvent] = []
+        watching = asyncio.create_task(read_stream(http, f"{base}{long['events_url']}", sink=seen))
+
+        async def watched_running() -> bool:
+            # The worker is generating the long job and the viewer reads it as it comes.
+            return any(event.event == "token" for event in seen)
+
+        await wait_for(watched_running, within=10)
         cancel = {"Authorization": f"Bearer {OTHER_API_KEY}"}
         async with http.delete(f"{base}/v1/jobs/{long['id']}", headers=cancel) as r:
             assert r.status == 200
         assert (await watching).events[-1].event == "cancelled"
 
         async def worker_stopped_it() -> bool:
-            return '"job stopped"' in stack.worker.log_path.read_text("utf-8")
+            return '"job stopped"' in stack.worker.log_text()
 
         await wait_for(worker_stopped_it, within=10)
     logs = stack.logs()

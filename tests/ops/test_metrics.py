@@ -15,7 +15,7 @@ from service.contract.settings import Settings
 from service.contract.sse_decoder import SSEDecoder, SSEEvent
 from tests.jobs_api import upstream_requests, wait_for
 from tests.ops.scrape import Scrape, scrape
-from tests.ops.stack import Stack, running_stack, wait_serving
+from tests.ops.stack import Stack, running_stack
 
 EVENTS_ROUTE = "/v1/jobs/{job_id}/events"
 
@@ -65,7 +65,6 @@ async def test_a_known_workload_is_counted_exactly_by_gateway_and_worker(
     stack: Stack, http: aiohttp.ClientSession, upstream_url: str
 ) -> None:
     base = stack.gateway_url
-    await wait_serving(http, stack.worker_metrics_url)
     seen = Viewing()
     plain = await submit(http, base, prompt="fizzbuzz\n#sim tokens=20 rate=200")
     retried = await submit(http, base, prompt="a server\n#sim tokens=20 rate=200 fail=500 times=1")

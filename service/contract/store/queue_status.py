@@ -1,8 +1,8 @@
 """The queue as an operator sees it: what waits, what runs, who consumes, what is dead.
 
 Read by the ``tokenrelay_queue_*`` gauges at every scrape and by ``tokenrelay jobs queue``. The
-queue is several partition streams (``service/contract/keys.py``); each is read on its own (a cluster
-keeps them on different nodes) and the figures are added up.
+queue is several partition streams (``service/contract/keys.py``); each is read on its own (a
+cluster keeps them on different nodes) and the figures are added up.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 The native SSE endpoint writes frames; the OpenAI endpoints need the entries themselves, one
 by one, because their event numbering (Responses ``sequence_number``) is a function of the
 entries in order and must not depend on how reads happened to merge them. The hand-over from
-replay to the live feed is the one of ``service/gateway/fanout/viewer_stream.py``: join the job's shared
-feed first, replay ``(0, cursor]`` from the feed's memory or Redis, then take the feed's
-batches after the cursor.
+replay to the live feed is the one of ``service/gateway/fanout/viewer_stream.py``: join the
+job's shared feed first, replay ``(0, cursor]`` from the feed's memory or Redis, then take the
+feed's batches after the cursor.
 """
 
 from __future__ import annotations
