@@ -13,7 +13,7 @@ from types import NoneType, UnionType
 from typing import Any, Union, get_args, get_origin
 
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import SecretStr
+from pydantic import IPvAnyNetwork, SecretStr
 from pydantic.fields import FieldInfo
 
 from service.contract.settings import Settings
@@ -55,6 +55,7 @@ _TYPE_NAMES: dict[Any, str] = {
     float: "number",
     bool: "boolean",
     SecretStr: "secret",
+    IPvAnyNetwork: "CIDR network",
 }
 
 

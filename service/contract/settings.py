@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_LANGUAGES = (
@@ -299,11 +299,12 @@ class Settings(BaseSettings):
         ge=0,
         description="event streams open at once per client address on one gateway; 0 = off",
     )
-    trust_forwarded_for: bool = Field(
-        default=False,
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=list,
         description=(
-            "the client address is the last `X-Forwarded-For` entry (behind a proxy that "
-            "appends one)"
+            "networks (CIDR, comma-separated) of the proxies whose `X-Forwarded-For` is "
+            "believed: the client is the rightmost address not in them; empty = the header is "
+            "ignored and the peer is the client"
         ),
     )
     viewer_token_secret: SecretStr | None = Field(
@@ -342,7 +343,9 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("models", "languages", "api_keys", "cors_origins", mode="before")
+    @field_validator(
+        "models", "languages", "api_keys", "cors_origins", "trusted_proxies", mode="before"
+    )
     @classmethod
     def _lists_from_csv(cls, value: object) -> object:
         return _split_csv(value)

@@ -8,8 +8,10 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from ipaddress import ip_address
 
 from aiohttp import web
+from pydantic import IPvAnyNetwork
 
 from service.contract.errors import RateLimited
 from service.contract.keys import rate_limit_key
@@ -26,14 +28,31 @@ _CORS_EXPOSE = (
 
 
 def client_address(request: web.Request, settings: Settings) -> str:
-    """The caller's address; behind a trusted proxy, the last ``X-Forwarded-For`` entry (the
-    one that proxy appended: earlier entries are whatever the client sent)."""
-    if settings.trust_forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        last = forwarded.split(",")[-1].strip()
-        if last:
-            return last
-    return request.remote or "unknown"
+    """The caller's address: the peer, unless the peer is a trusted proxy; then the rightmost
+    ``X-Forwarded-For`` entry that is not a trusted proxy (entries left of it are whatever the
+    client sent, so they cannot pick its rate-limit bucket)."""
+    peer = request.remote or "unknown"
+    trusted = settings.trusted_proxies
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    hops = [
+        hop.strip()
+        for header in request.headers.getall("X-Forwarded-For", ())
+        for hop in header.split(",")
+        if hop.strip()
+    ]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer  # only proxies on the way: the first one asked
+
+
+def _is_trusted(address: str, networks: list[IPvAnyNetwork]) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 def _same_origin(request: web.Request, origin: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from ipaddress import ip_network
 from typing import Any
 
 import aiohttp
@@ -194,6 +195,54 @@ async def test_submits_over_the_rate_limit_get_429_with_retry_after(
         assert response.status == 429
         assert 1 <= int(response.headers["Retry-After"]) <= 61
         assert (await response.json())["error"]["code"] == "rate_limited"
+
+
+async def _submit_statuses(client: TestClient[Any, Any], forwarded: list[str]) -> list[int]:
+    return [
+        (
+            await client.post(
+                "/v1/jobs", json={"prompt": "a"}, headers={"X-Forwarded-For": address}
+            )
+        ).status
+        for address in forwarded
+    ]
+
+
+async def test_a_forged_x_forwarded_for_from_an_untrusted_peer_keeps_the_peers_bucket(
+    settings: Settings, redis: Redis
+) -> None:
+    # The test client's peer is 127.0.0.1; the trusted proxies are elsewhere.
+    limited = settings.model_copy(
+        update={
+            "submit_rate_per_minute": 2,
+            "trusted_proxies": Settings(
+                _env_file=None, trusted_proxies="10.0.0.0/8"
+            ).trusted_proxies,  # type: ignore[call-arg]
+        }
+    )
+    async with TestClient(TestServer(await create_app(limited, redis))) as client:
+        statuses = await _submit_statuses(client, ["203.0.113.1", "203.0.113.2", "203.0.113.3"])
+    assert statuses == [202, 202, 429]
+
+
+async def test_x_forwarded_for_from_a_trusted_proxy_picks_the_bucket_and_cannot_be_forged(
+    settings: Settings, redis: Redis
+) -> None:
+    trusted = [ip_network("127.0.0.1/32"), ip_network("10.0.0.0/8")]
+    limited = settings.model_copy(update={"submit_rate_per_minute": 2, "trusted_proxies": trusted})
+    async with TestClient(TestServer(await create_app(limited, redis))) as client:
+        # Three clients behind the proxy: a bucket each.
+        assert await _submit_statuses(client, ["198.51.100.1", "198.51.100.2", "198.51.100.3"]) == [
+            202,
+            202,
+            202,
+        ]
+        # One client sends its own X-Forwarded-For to dodge the limit: the proxy (and an inner
+        # trusted hop) appended its real address, the rightmost untrusted one, which is used.
+        forged = [f"192.0.2.{n}, 198.51.100.9, 10.1.1.1" for n in range(3)]
+        assert await _submit_statuses(client, forged) == [202, 202, 429]
+        # Another client through the same two hops keeps its own bucket.
+        assert await _submit_statuses(client, ["198.51.100.8, 10.1.1.1"]) == [202]
 
 
 async def test_open_streams_per_client_are_bounded(
