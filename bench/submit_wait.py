@@ -24,8 +24,8 @@ from service.gateway.app import create_app
 
 
 async def _latencies(settings: Settings, submits: int) -> list[float]:
-    redis = connect(settings.redis_url or "")
-    await warm_up(redis)
+    redis = connect(settings.required_redis_url)
+    await warm_up(redis, settings.required_redis_url)
     took: list[float] = []
     try:
         app = await create_app(settings, redis)

@@ -34,7 +34,7 @@ async def serve_worker(
     worker_id = settings.worker_id or default_worker_id()
     metrics = WorkerMetrics(settings, worker_id)
     redis = connect(settings.required_redis_url)
-    await warm_up(redis)
+    await warm_up(redis, settings.required_redis_url)
     instrument_redis(redis, metrics.redis)
     metrics_server = await serve_metrics(
         metrics, redis, settings.worker_metrics_host, settings.worker_metrics_port

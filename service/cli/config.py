@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from service.cli import private_redis
 from service.contract.settings import Settings
 
 # Flags that override settings: flag name -> settings field.
@@ -43,10 +44,18 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def load_settings(overrides: dict[str, Any]) -> Settings:
-    """Settings from the environment, ``.env`` and flags; a bad value is a clear message."""
+def load_settings(overrides: dict[str, Any], *, find_private_redis: bool = True) -> Settings:
+    """Settings from the environment, ``.env`` and flags; a bad value is a clear message.
+
+    Without a configured Redis, the one a ``tokenrelay up`` in this folder runs is used.
+    """
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
+        if settings.redis_url is None and find_private_redis:
+            url = private_redis.recorded()
+            if url is not None:
+                settings = Settings(**{**overrides, "redis_url": url})
+        return settings
     except ValidationError as exc:
         lines = ["tokenrelay: invalid configuration:"]
         for error in exc.errors(include_url=False, include_input=False):

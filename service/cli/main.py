@@ -52,7 +52,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from service.cli.up import run_up
 
     overrides = overrides_from(args)
-    settings = load_settings(overrides)
+    # `up` starts its own Redis unless one is configured: never the note of an earlier `up`.
+    settings = load_settings(overrides, find_private_redis=False)
     env = {f"TOKENRELAY_{field.upper()}": str(value) for field, value in overrides.items()}
     return run_up(settings, env)
 

@@ -11,13 +11,11 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 
+from service.cli import private_redis
 from service.cli.embedded_redis import RedisServer, free_port
 from service.cli.launcher import Child, ChildExited, tokenrelay_argv
 from service.contract.settings import Settings
-
-STATE_DIR = Path(".tokenrelay")
 
 
 def run_up(settings: Settings, env_overrides: dict[str, str]) -> int:
@@ -40,9 +38,10 @@ def run_up(settings: Settings, env_overrides: dict[str, str]) -> int:
     try:
         redis_note = settings.redis_url
         if settings.redis_url is None:
-            redis = RedisServer(data_dir=STATE_DIR / "redis")
+            redis = RedisServer(data_dir=private_redis.STATE_DIR / "redis")
             redis.start()
             env["TOKENRELAY_REDIS_URL"] = redis.url
+            private_redis.record(redis.url)
             redis_note = f"{redis.url} (private, data in {redis.data_dir})"
         upstream_note = f"{settings.upstream_url} model {settings.model}"
         if settings.upstream_api_key is None:
@@ -68,6 +67,7 @@ def run_up(settings: Settings, env_overrides: dict[str, str]) -> int:
         for child in children:
             child.stop(timeout=settings.shutdown_grace_seconds + 5)
         if redis is not None:
+            private_redis.forget(redis.url)
             redis.stop()
     return 0
 

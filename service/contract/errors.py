@@ -64,6 +64,12 @@ class RateLimited(TokenRelayError):
         self.retry_after = retry_after
 
 
+class ConfigurationError(TokenRelayError):
+    """A process cannot run with the settings it was given."""
+
+    code = "configuration"
+
+
 class Unavailable(TokenRelayError):
     status = 503
     code = "unavailable"

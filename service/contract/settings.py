@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.contract.errors import ConfigurationError
+
 DEFAULT_LANGUAGES = (
     "python",
     "javascript",
@@ -396,7 +398,8 @@ class Settings(BaseSettings):
     def required_redis_url(self) -> str:
         """The Redis URL, for processes that cannot start their own Redis."""
         if self.redis_url is None:
-            raise ValueError(
-                "TOKENRELAY_REDIS_URL is not set (only `tokenrelay up` starts a private Redis)"
+            raise ConfigurationError(
+                "TOKENRELAY_REDIS_URL is not set, and no `tokenrelay up` runs in this folder "
+                "(it records its private Redis in .tokenrelay/redis.url)"
             )
         return self.redis_url

@@ -22,7 +22,7 @@ async def serve_gateway(settings: Settings, stop: asyncio.Event) -> None:
     """
     redis = connect(settings.required_redis_url)
     try:
-        await warm_up(redis)
+        await warm_up(redis, settings.required_redis_url)
         app = await create_app(settings, redis)
         runner = web.AppRunner(
             app,

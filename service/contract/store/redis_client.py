@@ -18,6 +18,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.contract.errors import Unavailable
+
 AnyRedis: TypeAlias = Redis | RedisCluster
 
 CLUSTER_SCHEME = "redis+cluster://"
@@ -117,10 +119,20 @@ def connect(url: str, *, max_connections: int = 1024) -> AnyRedis:
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
-async def warm_up(client: AnyRedis) -> None:
-    """Load a cluster's topology before serving: redis-py's cluster client can fail
+async def warm_up(client: AnyRedis, url: str) -> None:
+    """Reach Redis before serving, or raise :class:`Unavailable` naming it (password hidden).
+
+    A cluster's topology is loaded first: redis-py's cluster client can fail
     (``AttributeError`` inside its connection setup) when its first commands arrive
     concurrently on a client that has not initialised yet."""
-    if isinstance(client, RedisCluster):
-        await client.initialize()
-        await client.ping(target_nodes=RedisCluster.ALL_NODES)
+    try:
+        if isinstance(client, RedisCluster):
+            await client.initialize()
+            await client.ping(target_nodes=RedisCluster.ALL_NODES)
+        else:
+            await client.ping()
+    except Exception as exc:
+        if not is_redis_failure(exc) and not isinstance(exc, RedisClusterException):
+            raise
+        shown = urlsplit(url)._replace(netloc=urlsplit(url).netloc.rpartition("@")[2]).geturl()
+        raise Unavailable(f"cannot reach Redis at {shown}: {exc}") from exc
