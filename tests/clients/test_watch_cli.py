@@ -18,6 +18,7 @@ import aiohttp
 import pyte
 from aiohttp.test_utils import TestClient
 
+from service.gateway.state import STATE
 from tests.conftest import RunningWorker
 from tests.jobs_api import submit, upstream_requests, upstream_text, wait_for, wait_until_ended
 from tests.processes import ROOT
@@ -131,7 +132,12 @@ async def test_watch_exits_3_when_the_job_is_cancelled_while_watching(
         return len(record["output"]) > 0
 
     await wait_for(some_output)
-    await asyncio.sleep(0.3)
+
+    async def watcher_connected() -> bool:
+        # The watcher's events stream is open on the gateway.
+        return bool(gateway.app[STATE].hub.viewer_count(job["id"]) == 1)
+
+    await wait_for(watcher_connected)
     assert (await gateway.delete(f"/v1/jobs/{job['id']}")).status == 200
     run = await watching
     assert run.code == EXIT_CANCELLED, run.stderr

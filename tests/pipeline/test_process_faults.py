@@ -22,6 +22,18 @@ from tests.sse_client import ResumingViewer, read_stream
 pytestmark = pytest.mark.slow
 
 
+async def gateway_metric(http: aiohttp.ClientSession, url: str, name: str) -> float:
+    """The sum of a metric's samples (over all labels) on a gateway's ``/metrics``."""
+    async with http.get(f"{url}/metrics") as response:
+        assert response.status == 200
+        text = await response.text()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((f"{name} ", f"{name}{{"))
+    )
+
+
 async def test_worker_killed_mid_job_is_reclaimed_and_finished_by_another(
     gateway: TestClient[Any, Any],
     settings: Settings,
@@ -94,7 +106,14 @@ async def test_gateway_restart_mid_stream_viewers_resume_exactly(
         viewers = [ResumingViewer(http, gateway.url + job["events_url"]) for _ in range(5)]
         await asyncio.gather(*(viewer.read(max_events=5) for viewer in viewers))
         readers = [asyncio.create_task(viewer.read()) for viewer in viewers]
-        await asyncio.sleep(0.3)
+
+        async def all_streaming_again() -> bool:
+            # The first connections have ended and every viewer is connected again.
+            ended = await gateway_metric(http, gateway.url, "tokenrelay_viewer_streams_ended_total")
+            streaming = await gateway_metric(http, gateway.url, "tokenrelay_viewers")
+            return ended == len(viewers) and streaming == len(viewers)
+
+        await wait_for(all_streaming_again)
         gateway.kill()
         await asyncio.gather(*readers, return_exceptions=True)
         gateway.start()

@@ -87,9 +87,11 @@ class FeedHub:
         try:
             await feed.ready()
         except asyncio.CancelledError:
-            # The viewer left while the feed was loading: nobody may be left to drop it.
+            # The viewer left while the feed was loading: nobody may be left to drop it (the
+            # load may have handed it to its lane reader already).
             if not feed.viewers and self._feeds.get(job_id) is feed:
                 del self._feeds[job_id]
+                self._stop_reading(feed)
             raise
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.create_task(self._sweep(), name="viewer-sweeper")
@@ -133,6 +135,9 @@ class FeedHub:
                 self._retain(feed)
                 return
             del self._feeds[feed.job_id]
+        self._stop_reading(feed)
+
+    def _stop_reading(self, feed: JobFeed) -> None:
         reader = self._lanes.get(lane_of(feed.job_id))
         if reader is not None:
             reader.remove(feed)
