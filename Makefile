@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 WEB_STAMP := web/node_modules/.installed
 
-.PHONY: up test check lint typecheck pytest install web browser promtool clean lock
+.PHONY: up test check lint typecheck pytest install web browser promtool haproxy clean lock
 
 up: $(PY_STAMP) $(WEB_STAMP)
 	$(BIN)/tokenrelay up
@@ -57,7 +57,16 @@ promtool:
 	    echo "the ops tests need promtool: run 'sudo apt-get install prometheus', then 'make test' again" >&2; exit 1; \
 	  fi; }
 
-pytest: $(PY_STAMP) $(WEB_STAMP) browser promtool
+# The deploy tests run the cluster profile's HAProxy config through a real haproxy (Debian's).
+haproxy:
+	@command -v haproxy >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; \
+	  else \
+	    echo "the deploy tests need haproxy: run 'sudo apt-get install haproxy', then 'make test' again" >&2; exit 1; \
+	  fi; }
+
+pytest: $(PY_STAMP) $(WEB_STAMP) browser promtool haproxy
 	$(BIN)/pytest
 
 lock: $(PY_STAMP)
