@@ -14,7 +14,7 @@ import time
 
 from redis import Redis
 
-from service.cli.embedded_redis import RedisClusterServers, RedisServer, free_port
+from service.cli.embedded_redis import RedisClusterServers, free_port
 
 SLOTS = 16384
 
@@ -49,21 +49,7 @@ class LocalCluster(RedisClusterServers):
         if self.primaries >= 3:
             super().start()
             return
-        for index, port in enumerate(_pair_ports(self.primaries * 2)):
-            node = RedisServer(data_dir=self.data_dir / f"node-{index}", port=port)
-            # The same node settings as RedisClusterServers.start.
-            node.extra_args = [
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                str(self.node_timeout_ms),
-                "--repl-diskless-sync-delay",
-                "0",
-            ]
-            node.start()
-            self.nodes.append(node)
+        self.start_nodes(_pair_ports(self.primaries * 2))
         self._form()
         self.wait_ok()
 

@@ -135,9 +135,8 @@ class RedisClusterServers:
         """``redis+cluster://`` with every node as a seed."""
         return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
-    def start(self) -> None:
-        """Start the nodes and form the cluster; wait until it is ok."""
-        ports = _cluster_ports(self.primaries * 2)
+    def start_nodes(self, ports: list[int]) -> None:
+        """Start a cluster-enabled node on each port (each with a data folder of its own)."""
         for index, port in enumerate(ports):
             node = RedisServer(data_dir=self.data_dir / f"node-{index}", port=port)
             node.extra_args = [
@@ -152,6 +151,10 @@ class RedisClusterServers:
             ]
             node.start()
             self.nodes.append(node)
+
+    def start(self) -> None:
+        """Start the nodes and form the cluster; wait until it is ok."""
+        self.start_nodes(_cluster_ports(self.primaries * 2))
         subprocess.run(
             [
                 _redis_cli(),
