@@ -215,9 +215,7 @@ async def test_a_forged_x_forwarded_for_from_an_untrusted_peer_keeps_the_peers_b
     limited = settings.model_copy(
         update={
             "submit_rate_per_minute": 2,
-            "trusted_proxies": Settings(
-                _env_file=None, trusted_proxies="10.0.0.0/8"
-            ).trusted_proxies,  # type: ignore[call-arg]
+            "trusted_proxies": [ip_network("10.0.0.0/8")],
         }
     )
     async with TestClient(TestServer(await create_app(limited, redis))) as client:
