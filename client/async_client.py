@@ -53,6 +53,7 @@ class TokenRelayClient:
         self._session = session
         self._owns_session = session is None
         self._tokens: dict[str, str] = {}
+        self._cancel_tokens: dict[str, str] = {}
 
     async def __aenter__(self) -> Self:
         return self
@@ -84,6 +85,8 @@ class TokenRelayClient:
         data = await self._call("POST", "/v1/jobs", data=body, headers=headers)
         job = SubmittedJob.model_validate(data)
         self._tokens[job.id] = job.viewer_token
+        if job.cancel_token is not None:
+            self._cancel_tokens[job.id] = job.cancel_token
         return job
 
     async def job(self, job_id: str, *, token: str | None = None) -> JobInfo:
@@ -91,9 +94,12 @@ class TokenRelayClient:
         data = await self._call("GET", f"/v1/jobs/{job_id}", params=self._token(job_id, token))
         return JobInfo.model_validate(data)
 
-    async def cancel(self, job_id: str) -> None:
-        """Cancel the job (an API key is needed when auth is on)."""
-        await self._call("DELETE", f"/v1/jobs/{job_id}")
+    async def cancel(self, job_id: str, *, cancel_token: str | None = None) -> None:
+        """Cancel the job: with its cancel token (kept from this client's own submit, or
+        given), or as the API key that submitted it, or with an admin key."""
+        token = cancel_token or self._cancel_tokens.get(job_id)
+        headers = {"X-Cancel-Token": token} if token else None
+        await self._call("DELETE", f"/v1/jobs/{job_id}", headers=headers)
 
     async def result(self, job_id: str, *, token: str | None = None) -> JobInfo:
         """Wait for the job's end; its final record (``output`` is the final text)."""

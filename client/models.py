@@ -21,6 +21,8 @@ class SubmittedJob(BaseModel):
     events_url: str
     job_url: str
     viewer_token: str
+    # Given only to the submitter: a viewer token cannot cancel.
+    cancel_token: str | None = None
 
 
 class JobInfo(BaseModel):

@@ -63,9 +63,9 @@ class SyncTokenRelayClient:
         """See :meth:`TokenRelayClient.job`."""
         return self._runner.run(self._client.job(job_id, token=token))
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str, *, cancel_token: str | None = None) -> None:
         """See :meth:`TokenRelayClient.cancel`."""
-        self._runner.run(self._client.cancel(job_id))
+        self._runner.run(self._client.cancel(job_id, cancel_token=cancel_token))
 
     def result(self, job_id: str, *, token: str | None = None) -> JobInfo:
         """See :meth:`TokenRelayClient.result`."""

@@ -20,6 +20,13 @@ async def submit(client: TestClient[Any, Any], prompt: str, **fields: Any) -> di
     return body
 
 
+async def cancel(client: TestClient[Any, Any], job: dict[str, Any]) -> aiohttp.ClientResponse:
+    """DELETE the job as its submitter: with the cancel token its 202 gave."""
+    return await client.delete(
+        f"/v1/jobs/{job['id']}", headers={"X-Cancel-Token": job["cancel_token"]}
+    )
+
+
 async def wait_until_ended(
     client: TestClient[Any, Any], job_id: str, *, within: float = 30.0
 ) -> dict[str, Any]:

@@ -279,6 +279,13 @@ class Settings(BaseSettings):
             "empty = auth off"
         ),
     )
+    admin_api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "keys that may do what `API_KEYS` may and also cancel any job (an operator's), "
+            "comma-separated; setting one turns auth on"
+        ),
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description=(
@@ -346,7 +353,13 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "models", "languages", "api_keys", "cors_origins", "trusted_proxies", mode="before"
+        "models",
+        "languages",
+        "api_keys",
+        "admin_api_keys",
+        "cors_origins",
+        "trusted_proxies",
+        mode="before",
     )
     @classmethod
     def _lists_from_csv(cls, value: object) -> object:
@@ -391,8 +404,8 @@ class Settings(BaseSettings):
 
     @property
     def auth_enabled(self) -> bool:
-        """Auth is on as soon as one API key is configured."""
-        return bool(self.api_keys)
+        """Auth is on as soon as one API key (or admin key) is configured."""
+        return bool(self.api_keys or self.admin_api_keys)
 
     @property
     def required_redis_url(self) -> str:

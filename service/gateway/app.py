@@ -7,10 +7,10 @@ import logging
 from aiohttp import web
 
 from service.contract.settings import Settings
+from service.contract.store.job_tokens import JobTokens, signing_secret
 from service.contract.store.redis_client import AnyRedis
 from service.contract.store.redis_metrics import instrument_redis
 from service.contract.store.scripts import Scripts
-from service.contract.store.viewer_tokens import ViewerTokens, signing_secret
 from service.contract.telemetry.log_setup import redact_secrets
 from service.contract.telemetry.tracing import Tracing
 from service.contract.telemetry.tracing_setup import setup_tracing
@@ -56,7 +56,7 @@ async def create_app(
             ping_seconds=settings.ping_seconds,
             send_timeout=settings.send_timeout_seconds,
         ),
-        tokens=ViewerTokens(secret, settings.viewer_token_seconds),
+        tokens=JobTokens(secret, settings.viewer_token_seconds),
         metrics=metrics,
         limiter=RateLimiter(redis),
         stream_slots=StreamSlots(settings.max_streams_per_client),
@@ -87,7 +87,7 @@ async def create_app(
 
 def _secrets(settings: Settings, signing_secret: bytes) -> list[str]:
     """Values no log line may show."""
-    values = [key.get_secret_value() for key in settings.api_keys]
+    values = [key.get_secret_value() for key in (*settings.api_keys, *settings.admin_api_keys)]
     if settings.upstream_api_key is not None:
         values.append(settings.upstream_api_key.get_secret_value())
     values.append(signing_secret.decode("utf-8", errors="replace"))

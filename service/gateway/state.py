@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from service.contract.settings import Settings
+from service.contract.store.job_tokens import JobTokens
 from service.contract.store.redis_client import AnyRedis
 from service.contract.store.scripts import Scripts
-from service.contract.store.viewer_tokens import ViewerTokens
 from service.gateway.access_control import RateLimiter, StreamSlots
 from service.gateway.fanout.hub import FeedHub
 from service.gateway.metrics import GatewayMetrics
@@ -23,7 +23,7 @@ class GatewayState:
     redis: AnyRedis
     scripts: Scripts
     hub: FeedHub
-    tokens: ViewerTokens
+    tokens: JobTokens
     metrics: GatewayMetrics
     limiter: RateLimiter
     stream_slots: StreamSlots

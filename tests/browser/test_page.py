@@ -98,6 +98,9 @@ async def test_share_link_opened_mid_stream_ends_with_the_same_text_and_counts_t
 
     viewer = await open_page(await contexts(), share_url)  # another profile: another machine
     assert await author.state() == "running", "the share link must open mid-stream"
+    # Only the page that submitted the job holds its cancel token: the viewer gets no Stop.
+    await expect(author.page.locator("#stop")).to_be_visible()
+    await expect(viewer.page.locator("#stop")).to_be_hidden()
     await expect(viewer.page.locator("#language")).to_have_value("go")
     await expect(viewer.page.locator("#prompt")).to_have_value(prompt)
 
@@ -249,8 +252,9 @@ async def test_screenshots_mid_generation_wide_and_400px(
     # Usable from 400 px: nothing wider than the window, the controls and editor in view.
     width = await narrow.page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 400
-    for selector in ("#generate", "#stop", "#editor", "#status"):
+    for selector in ("#generate", "#editor", "#status"):
         box = await narrow.page.locator(selector).bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 400, selector
+    assert await narrow.page.locator("#stop").is_hidden()  # a share-link viewer cannot stop
     await assert_page_shows_output(wide, http, stack.url, sim_url, job_id, token)
     await assert_page_shows_output(narrow, http, stack.url, sim_url, job_id, token)

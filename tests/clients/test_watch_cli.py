@@ -20,7 +20,14 @@ from aiohttp.test_utils import TestClient
 
 from service.gateway.state import STATE
 from tests.conftest import RunningWorker
-from tests.jobs_api import submit, upstream_requests, upstream_text, wait_for, wait_until_ended
+from tests.jobs_api import (
+    cancel,
+    submit,
+    upstream_requests,
+    upstream_text,
+    wait_for,
+    wait_until_ended,
+)
 from tests.processes import ROOT
 
 EXIT_DONE, EXIT_FAILED, EXIT_REFUSED, EXIT_CANCELLED = 0, 1, 2, 3
@@ -138,7 +145,7 @@ async def test_watch_exits_3_when_the_job_is_cancelled_while_watching(
         return bool(gateway.app[STATE].hub.viewer_count(job["id"]) == 1)
 
     await wait_for(watcher_connected)
-    assert (await gateway.delete(f"/v1/jobs/{job['id']}")).status == 200
+    assert (await cancel(gateway, job)).status == 200
     run = await watching
     assert run.code == EXIT_CANCELLED, run.stderr
     record = await wait_until_ended(gateway, job["id"])

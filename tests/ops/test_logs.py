@@ -49,7 +49,8 @@ def secret_settings(redis_url: str, keyed_upstream: str) -> Settings:
         redis_url=redis_url,
         upstream_url=keyed_upstream,
         upstream_api_key=UPSTREAM_KEY,
-        api_keys=[API_KEY, OTHER_API_KEY],
+        api_keys=[API_KEY],
+        admin_api_keys=[OTHER_API_KEY],  # an operator cancels the job below
         viewer_token_secret=SIGNING_SECRET,
         log_level="DEBUG",
     )

@@ -92,7 +92,8 @@ async def test_a_known_workload_is_counted_exactly_by_gateway_and_worker(
     assert during.value("tokenrelay_viewers_per_job_bucket", le="+Inf") == 1
     assert during.value("tokenrelay_viewers_per_job_gsum") == 2
 
-    async with http.delete(f"{base}/v1/jobs/{long['id']}") as response:
+    cancel_header = {"X-Cancel-Token": long["cancel_token"]}
+    async with http.delete(f"{base}/v1/jobs/{long['id']}", headers=cancel_header) as response:
         assert response.status == 200
     for events in await asyncio.gather(*watching):
         assert events[-1].event == "cancelled"

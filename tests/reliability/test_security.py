@@ -20,8 +20,10 @@ from service.contract.sse_decoder import SSEDecoder
 from service.gateway.app import create_app
 from service.gateway.fanout.frames import Entry, encode
 from service.gateway.state import STATE
+from tests.jobs_api import submit
 
 KEY = "sk-test-key-1"
+ADMIN_KEY = "sk-admin-key-1"
 
 
 @pytest.fixture
@@ -29,6 +31,7 @@ async def secured(settings: Settings, redis: Redis) -> AsyncIterator[TestClient[
     locked = settings.model_copy(
         update={
             "api_keys": [SecretStr(KEY), SecretStr("sk-other")],
+            "admin_api_keys": [SecretStr(ADMIN_KEY)],
             "cors_origins": ["https://editor.example"],
         }
     )
@@ -66,6 +69,22 @@ AUTH_CASES: list[tuple[str, str, str, dict[str, str], int, str]] = [
         {},
         401,
         "unauthorized",
+    ),
+    (
+        "cancel with another submitter's key",
+        "DELETE",
+        "/v1/jobs/{id}",
+        bearer("sk-other"),
+        403,
+        "cancel_forbidden",
+    ),
+    (
+        "cancel with a key and the viewer token",
+        "DELETE",
+        "/v1/jobs/{id}?cancel_token={token}",
+        bearer("sk-other"),
+        403,
+        "cancel_forbidden",
     ),
     ("read without token", "GET", "/v1/jobs/{id}", {}, 403, "viewer_token_required"),
     ("events without token", "GET", "/v1/jobs/{id}/events", {}, 403, "viewer_token_required"),
@@ -132,6 +151,48 @@ async def test_valid_key_and_token_open_what_they_should(secured: TestClient[Any
     assert by_key.status == 200
     cancel = await secured.delete(f"/v1/jobs/{job['id']}", headers=bearer(KEY))
     assert cancel.status == 200
+
+
+@pytest.mark.parametrize(
+    "how", ["submitting_key", "admin_key", "cancel_token_header", "cancel_token_query"]
+)
+async def test_a_job_is_cancelled_by_its_submitter_its_cancel_token_or_an_admin(
+    secured: TestClient[Any, Any], how: str
+) -> None:
+    job = await _job(secured)
+    url = f"/v1/jobs/{job['id']}"
+    requests = {
+        "submitting_key": lambda: secured.delete(url, headers=bearer(KEY)),
+        "admin_key": lambda: secured.delete(url, headers=bearer(ADMIN_KEY)),
+        "cancel_token_header": lambda: secured.delete(
+            url, headers={"X-Cancel-Token": job["cancel_token"]}
+        ),
+        "cancel_token_query": lambda: secured.delete(
+            url, params={"cancel_token": job["cancel_token"]}
+        ),
+    }
+    response = await requests[how]()
+    assert response.status == 200, await response.text()
+    record = await secured.get(url, headers=bearer(KEY))
+    assert (await record.json())["status"] == "cancelled"
+
+
+async def test_with_auth_off_a_viewer_token_cannot_cancel_but_the_cancel_token_can(
+    gateway: TestClient[Any, Any],
+) -> None:
+    job = await submit(gateway, "a")
+    url = f"/v1/jobs/{job['id']}"
+    for refused in (
+        await gateway.delete(url),
+        await gateway.delete(url, params={"token": job["viewer_token"]}),
+        await gateway.delete(url, headers={"X-Cancel-Token": job["viewer_token"]}),
+    ):
+        assert refused.status == 403
+        assert (await refused.json())["error"]["code"] == "cancel_forbidden"
+    assert job["cancel_token"] != job["viewer_token"]
+    assert (
+        await gateway.delete(url, headers={"X-Cancel-Token": job["cancel_token"]})
+    ).status == 200
 
 
 async def test_an_expired_viewer_token_is_refused(secured: TestClient[Any, Any]) -> None:

@@ -216,13 +216,34 @@ async function submitJob() {
   } finally {
     ui.generate.disabled = false;
   }
+  rememberCancelToken(job.id, job.cancel_token);
   showJob({
     id: job.id,
     token: job.viewer_token,
+    cancelToken: job.cancel_token,
     eventsUrl: job.events_url,
     state: job.status || 'queued',
     startedAt: clickedAt,
   });
+}
+
+// Cancel tokens of the jobs this tab submitted: sessionStorage, so a reload keeps them and a
+// share link opened anywhere else (another tab included) does not get them.
+function rememberCancelToken(id, cancelToken) {
+  if (!cancelToken) return;
+  try {
+    sessionStorage.setItem(`tokenrelay.cancel.${id}`, cancelToken);
+  } catch {
+    // Storage refused (private mode, quota): Stop works until the page is reloaded.
+  }
+}
+
+function cancelTokenOf(id) {
+  try {
+    return sessionStorage.getItem(`tokenrelay.cancel.${id}`);
+  } catch {
+    return null;
+  }
 }
 
 async function stopJob() {
@@ -230,7 +251,7 @@ async function stopJob() {
   if (!view || view.terminal) return;
   ui.stop.disabled = true;
   try {
-    await cancelJob(view.id, authHeaders());
+    await cancelJob(view.id, { ...authHeaders(), 'X-Cancel-Token': view.cancelToken });
     // Nothing else to do: the stream itself ends with `cancelled`.
   } catch (error) {
     showError(`Stop failed: ${describeFailure(error)}`);
@@ -249,6 +270,7 @@ export function openJobFromFragment(startedAt) {
   const view = showJob({
     id,
     token,
+    cancelToken: cancelTokenOf(id), // only in the tab that submitted it (a reload keeps it)
     eventsUrl: eventsUrl(id, token),
     state: 'connecting',
     startedAt,

@@ -59,15 +59,18 @@ export function showJob(options) {
   return view;
 }
 
-/** Stop is for a job on screen that has not ended. */
+/** Stop is for a job on screen that has not ended, and only where the page may cancel it:
+ * it holds the job's cancel token (it submitted the job). A share-link viewer sees no Stop. */
 export function updateButtons() {
-  stopButton.disabled = !current || current.terminal;
+  stopButton.hidden = !current || !current.cancelToken;
+  stopButton.disabled = !current || current.terminal || !current.cancelToken;
 }
 
-function newView({ id, token, eventsUrl, state, startedAt }) {
+function newView({ id, token, cancelToken, eventsUrl, state, startedAt }) {
   const view = {
     id,
     token,
+    cancelToken: cancelToken || null,
     state,
     startedAt,
     stream: null, // JobStream: the connection, Last-Event-ID and reconnect counts

@@ -28,10 +28,10 @@ from service.contract.keys import (
     queue_key_for,
 )
 from service.contract.settings import Settings
+from service.contract.store.job_tokens import JobTokens, signing_secret
 from service.contract.store.redis_client import AnyRedis
 from service.contract.store.replication import wait_for_replicas
 from service.contract.store.scripts import Scripts, as_text
-from service.contract.store.viewer_tokens import ViewerTokens, signing_secret
 from service.contract.telemetry.tracing import TRACEPARENT
 
 log = logging.getLogger(__name__)
@@ -53,12 +53,13 @@ class Receipt:
     id: str
     status: str
     viewer_token: str
+    cancel_token: str
     created: bool = True
 
     @classmethod
-    def of(cls, job: SubmittedJob, status: str, tokens: ViewerTokens) -> Receipt:
-        """The receipt of a submitted job, with a fresh viewer token."""
-        return cls(job.id, status, tokens.issue(job.id), job.created)
+    def of(cls, job: SubmittedJob, status: str, tokens: JobTokens) -> Receipt:
+        """The receipt of a submitted job, with a fresh viewer token and its cancel token."""
+        return cls(job.id, status, tokens.issue(job.id), tokens.issue_cancel(job.id), job.created)
 
     @property
     def events_url(self) -> str:
@@ -73,6 +74,7 @@ class Receipt:
             "events_url": self.events_url,
             "job_url": f"/v1/jobs/{self.id}",
             "viewer_token": self.viewer_token,
+            "cancel_token": self.cancel_token,
         }
 
 
@@ -81,7 +83,7 @@ async def submit_direct(redis: AnyRedis, settings: Settings, request: JobRequest
     checks and receipt as ``POST /v1/jobs``. ``request`` comes from :func:`parse_job_request`
     so it meets the same limits."""
     job = await submit_job(redis, Scripts.register(redis), settings, request)
-    tokens = ViewerTokens(await signing_secret(redis, settings), settings.viewer_token_seconds)
+    tokens = JobTokens(await signing_secret(redis, settings), settings.viewer_token_seconds)
     return Receipt.of(job, QUEUED, tokens)
 
 
@@ -97,10 +99,12 @@ async def create_job(
     job_id: str,
     *,
     traceparent: str | None = None,
+    owner: str = "",
 ) -> bool:
     """Create the job's record and its ``status: queued`` event; false if it already exists.
 
-    ``traceparent`` (W3C) is stored with the record so the worker continues the job's trace.
+    ``traceparent`` (W3C) is stored with the record so the worker continues the job's trace;
+    ``owner`` (the submitting API key's id) may cancel it.
     """
     now = now_ms()
     fields: list[str | int] = [
@@ -116,6 +120,8 @@ async def create_job(
         request.language or "",
         "request",
         request.model_dump_json(exclude_none=True),
+        "owner",
+        owner,
     ]
     if traceparent is not None:
         fields += [TRACEPARENT, traceparent]
@@ -162,7 +168,9 @@ async def submit_job(
             await _replicated(redis, settings, claimed, idem_key)
             return SubmittedJob(id=claimed, created=False)
     try:
-        await create_job(redis, scripts, settings, request, job_id, traceparent=traceparent)
+        await create_job(
+            redis, scripts, settings, request, job_id, traceparent=traceparent, owner=owner
+        )
     except BaseException:
         if idem_key is not None:  # nothing was created: the key is free again
             await redis.delete(idem_key)

@@ -12,12 +12,12 @@ from service.contract.events import QUEUED
 from service.contract.jobs import is_job_id, parse_job_request
 from service.contract.keys import job_record_key
 from service.contract.store.cancel import cancel_job as cancel
-from service.contract.store.job_reader import job_not_found, read_job
+from service.contract.store.job_reader import job_not_found, missing_job, read_job
 from service.contract.store.scripts import as_text
 from service.contract.store.submit import Receipt, submit_job
 from service.gateway.api.access_log import REQUEST_TRACEPARENT
 from service.gateway.api.submit import check_submit_rate, idempotency_key_header
-from service.gateway.auth import require_api_key, require_viewer
+from service.gateway.auth import require_api_key, require_canceller, require_viewer
 from service.gateway.state import STATE
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,13 @@ async def get_job(request: web.Request) -> web.Response:
 async def cancel_job(request: web.Request) -> web.Response:
     """Cancel: viewers get ``cancelled`` now; the worker closes its upstream call."""
     state = request.app[STATE]
-    require_api_key(request, state.settings)
     job_id = job_id_from(request)
+    owner = await state.redis.hget(job_record_key(job_id), "owner")
+    if owner is None and not await state.redis.exists(job_record_key(job_id)):
+        raise await missing_job(state.redis, state.settings, job_id)
+    allowed = require_canceller(
+        request, state.settings, state.tokens, job_id, as_text(owner or b"")
+    )
     if await cancel(state.redis, state.scripts, state.settings, job_id):
         state.metrics.jobs_cancelled.inc()
         attempt, worker = await state.redis.hmget(job_record_key(job_id), "attempt", "worker")
@@ -110,6 +115,7 @@ async def cancel_job(request: web.Request) -> web.Response:
                 "status": "cancelled",
                 "attempt": int(attempt or 0),
                 "worker_id": as_text(worker) if worker is not None else None,
+                "by": allowed,
             },
         )
     return web.json_response({"id": job_id, "status": "cancelled"})

@@ -13,10 +13,12 @@ from redis.exceptions import RedisError
 
 from service.contract.errors import Conflict, NotFound, Unavailable
 from service.contract.events import TERMINAL
+from service.contract.keys import job_record_key
 from service.contract.store.cancel import cancel_job
 from service.contract.store.job_reader import read_job
+from service.contract.store.scripts import as_text
 from service.gateway.access_control import client_address
-from service.gateway.auth import require_viewer
+from service.gateway.auth import require_canceller, require_viewer
 from service.gateway.fanout.frames import PING
 from service.gateway.openai.bridge import (
     EventStream,
@@ -85,6 +87,10 @@ async def cancel_response(request: web.Request) -> web.Response:
     state = request.app[STATE]
     check_submitter(request)
     job_id = job_id_of(request.match_info["response_id"])
+    if state.settings.auth_enabled:
+        # As on OpenAI: the key that created the response (or an admin key) may cancel it.
+        owner = await state.redis.hget(job_record_key(job_id), "owner")
+        require_canceller(request, state.settings, state.tokens, job_id, as_text(owner or b""))
     try:
         cancelled = await cancel_job(state.redis, state.scripts, state.settings, job_id)
     except NotFound:

@@ -1,4 +1,6 @@
-"""Viewer tokens: HMAC-signed, expiring, read-only capabilities scoped to one job."""
+"""Capabilities scoped to one job, HMAC-signed with one secret shared by every process:
+viewer tokens (expiring, read-only: what a share link carries) and cancel tokens (given only
+to the submitter; a viewer token cannot cancel)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from service.contract.settings import Settings
 from service.contract.store.redis_client import AnyRedis
 
 
-class ViewerTokens:
-    """Issues and checks ``<expiry>.<signature>`` tokens for ``GET .../events`` and the record."""
+class JobTokens:
+    """Issues and checks a job's tokens: ``<expiry>.<signature>`` viewer tokens for
+    ``GET .../events`` and the record, and ``c.<signature>`` cancel tokens."""
 
     def __init__(self, secret: bytes, ttl_seconds: int) -> None:
         self._secret = secret
@@ -24,21 +27,31 @@ class ViewerTokens:
     def issue(self, job_id: str, *, now: float | None = None) -> str:
         """A token that opens ``job_id`` (and nothing else) until it expires."""
         expires = int((now if now is not None else time.time()) + self._ttl)
-        return f"{expires}.{self._sign(job_id, expires)}"
+        return f"{expires}.{self._sign('view', job_id, expires)}"
 
     def check(self, job_id: str, token: str, *, now: float | None = None) -> None:
         """Raise :class:`Forbidden` unless ``token`` is a valid, unexpired token for ``job_id``."""
         expires_text, _, signature = token.partition(".")
         if not expires_text.isdigit() or not signature:
             raise Forbidden("malformed viewer token", code="invalid_token")
-        expected = self._sign(job_id, int(expires_text))
+        expected = self._sign("view", job_id, int(expires_text))
         if not hmac.compare_digest(expected, signature):
             raise Forbidden("the viewer token does not open this job", code="invalid_token")
         if int(expires_text) < (now if now is not None else time.time()):
             raise Forbidden("the viewer token has expired", code="token_expired")
 
-    def _sign(self, job_id: str, expires: int) -> str:
-        mac = hmac.new(self._secret, f"view:{job_id}:{expires}".encode(), hashlib.sha256)
+    def issue_cancel(self, job_id: str) -> str:
+        """The token that cancels ``job_id``: it lasts as long as the job (a finished job has
+        nothing left to cancel)."""
+        return f"c.{self._sign('cancel', job_id, 0)}"
+
+    def can_cancel(self, job_id: str, token: str) -> bool:
+        """Whether ``token`` is ``job_id``'s cancel token."""
+        expected = self.issue_cancel(job_id)
+        return hmac.compare_digest(expected.encode(), token.encode())
+
+    def _sign(self, purpose: str, job_id: str, expires: int) -> str:
+        mac = hmac.new(self._secret, f"{purpose}:{job_id}:{expires}".encode(), hashlib.sha256)
         return base64.urlsafe_b64encode(mac.digest()[:20]).decode().rstrip("=")
 
 
