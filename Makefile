@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 WEB_STAMP := web/node_modules/.installed
+AI_SDK_STAMP := tests/ai_sdk/node_modules/.installed
+DS_STAMP := tests/durable_streams/node_modules/.installed
 
 .PHONY: up test check lint typecheck pytest install web browser promtool haproxy clean lock
 
@@ -31,6 +33,18 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 	touch $@
 
 web: $(WEB_STAMP)
+
+# The AI SDK tests drive the gateway with the real `ai` npm package, pinned by
+# tests/ai_sdk/package-lock.json (docs/ai-sdk.md).
+$(AI_SDK_STAMP): tests/ai_sdk/package.json tests/ai_sdk/package-lock.json
+	npm ci --prefix tests/ai_sdk --no-audit --no-fund
+	touch $@
+
+# The Durable Streams gate: the official conformance suite and @durable-streams/client, pinned
+# by tests/durable_streams/package-lock.json (docs/durable-streams.md).
+$(DS_STAMP): tests/durable_streams/package.json tests/durable_streams/package-lock.json
+	npm ci --prefix tests/durable_streams --no-audit --no-fund
+	touch $@
 
 # Browser tests drive Debian's Chromium through Playwright (never Playwright's own download).
 browser:
@@ -66,7 +80,7 @@ haproxy:
 	    echo "the deploy tests need haproxy: run 'sudo apt-get install haproxy', then 'make test' again" >&2; exit 1; \
 	  fi; }
 
-pytest: $(PY_STAMP) $(WEB_STAMP) browser promtool haproxy
+pytest: $(PY_STAMP) $(WEB_STAMP) $(AI_SDK_STAMP) $(DS_STAMP) browser promtool haproxy
 	$(BIN)/pytest
 
 lock: $(PY_STAMP)
@@ -74,7 +88,7 @@ lock: $(PY_STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^tokenrelay' > constraints.txt
 
 clean:
-	rm -rf $(VENV) web/node_modules .mypy_cache .ruff_cache .pytest_cache test-output
+	rm -rf $(VENV) web/node_modules tests/ai_sdk/node_modules tests/durable_streams/node_modules .mypy_cache .ruff_cache .pytest_cache test-output
 
 # The benchmark suite with its peers (Nchan, resumable-stream): bench/README.md.
 # `make bench BENCH_ARGS=--quick` for a smoke run of about two minutes.

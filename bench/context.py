@@ -39,6 +39,8 @@ class Context:
     repeat: int
     workdir: Path
     cores: tuple[str, str] | None
+    # The N of the hostscale scenario (`tokenrelay gateway --processes N`).
+    gateway_processes: int = 2
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     raw: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -78,6 +80,8 @@ def brief(figures: dict[str, Any]) -> str:
         "events_per_s",
         "redis_tokens_per_s",
         "chars_per_hub_cpu_s",
+        "tokens_per_s",
+        "tokens_per_hub_cpu_s",
         "lat_p99_ms",
         "e2e_p99_ms",
         "primaries_cpu_s",

@@ -53,6 +53,17 @@ def process_figures(
     return figures
 
 
+def token_figures(figures: dict[str, Any]) -> dict[str, Any]:
+    """Delivered upstream tokens per second and per hub CPU-second (``tokens_delivered``
+    already in ``figures``): the unit that does not favour merging tokens into events."""
+    tokens = figures.get("tokens_delivered")
+    return {
+        "tokens_per_s": per(tokens, figures.get("window_s")),
+        "tokens_per_hub_cpu_s": per(tokens, figures.get("hub_cpu_s")),
+        "hub_us_per_token": per(figures.get("hub_cpu_s"), tokens, 1e6),
+    }
+
+
 def redis_figures(before: dict[str, Any], after: dict[str, Any], tokens: int) -> dict[str, Any]:
     """Redis commands per upstream token, in total and for the busiest commands."""
     total = after["total_commands_processed"] - before["total_commands_processed"]

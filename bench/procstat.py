@@ -86,17 +86,21 @@ class CpuWindow:
 
 
 class PeakRss:
-    """Samples a process's RSS in the background; keeps the highest value seen."""
+    """Samples a process's RSS (or the sum over several) in the background; keeps the
+    highest value seen."""
 
-    def __init__(self, pid: int, every: float = 0.25) -> None:
-        self.pid = pid
+    def __init__(self, pid: int | list[int], every: float = 0.25) -> None:
+        self.pids = pid if isinstance(pid, list) else [pid]
         self.every = every
-        self.peak = rss_bytes(pid)
+        self.peak = self._rss()
         self._task: asyncio.Task[None] | None = None
+
+    def _rss(self) -> int:
+        return sum(rss_bytes(pid) for pid in self.pids)
 
     async def _run(self) -> None:
         while True:
-            self.peak = max(self.peak, rss_bytes(self.pid))
+            self.peak = max(self.peak, self._rss())
             await asyncio.sleep(self.every)
 
     def start(self) -> None:
@@ -109,5 +113,5 @@ class PeakRss:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self.peak = max(self.peak, rss_bytes(self.pid))
+        self.peak = max(self.peak, self._rss())
         return self.peak

@@ -190,6 +190,32 @@ def _line(cells: list[str], widths: list[int]) -> str:
     return "  ".join([first[0].ljust(first[1]), *(c.rjust(w) for c, w in rest)])
 
 
+def _of(side: str, key: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda row: (row.get(side) or {}).get(key)
+
+
+HOSTSCALE: list[Column] = [
+    ("viewers", _get("viewers"), "d"),
+    ("N", _get("processes"), "d"),
+    ("tokens/s 1p", _of("one", "tokens_per_s"), ",.0f"),
+    ("Np", _of("many", "tokens_per_s"), ",.0f"),
+    ("ratio", _get("tokens_per_s_ratio"), "x"),
+    ("tok/CPU-s 1p", _of("one", "tokens_per_hub_cpu_s"), ",.0f"),
+    ("Np", _of("many", "tokens_per_hub_cpu_s"), ",.0f"),
+    ("ratio", _get("tokens_per_cpu_s_ratio"), "x"),
+    ("hub CPU s 1p", _of("one", "hub_cpu_s"), ".2f"),
+    ("Np", _of("many", "hub_cpu_s"), ".2f"),
+    ("p99 ms 1p", _of("one", "lat_p99_ms"), ".1f"),
+    ("Np", _of("many", "lat_p99_ms"), ".1f"),
+    ("exact 1p", _of("one", "exact"), "%"),
+    ("Np", _of("many", "exact"), "%"),
+    ("core0 1p", _of("one", "core0_busy"), "%"),
+    ("Np", _of("many", "core0_busy"), "%"),
+    ("core1 1p", _of("one", "core1_busy"), "%"),
+    ("Np", _of("many", "core1_busy"), "%"),
+]
+
+
 def render(sections: dict[str, list[dict[str, Any]]]) -> str:
     """Every scenario that ran, as tables."""
     out: list[str] = []
@@ -199,6 +225,7 @@ def render(sections: dict[str, list[dict[str, Any]]]) -> str:
         "storm": ("3. Reconnect storm (catch-up time after the drop)", STORM),
         "late": ("4. Late joiners of a finished job (time to full text)", LATE),
         "idle": ("Idle viewers (memory)", IDLE),
+        "hostscale": ("9. Every core: 1 vs N gateway processes on one port", HOSTSCALE),
     }
     for name, rows in sections.items():
         unavailable = [row for row in rows if "unavailable" in row]

@@ -25,6 +25,7 @@ from bench.loadgen import raise_fd_limit
 from bench.report import render
 from bench.scenarios.cluster import cluster
 from bench.scenarios.fanout import fanout, generations
+from bench.scenarios.hostscale import hostscale
 from bench.scenarios.late import idle, late
 from bench.scenarios.peers import nchan, resumable
 from bench.scenarios.storm import storm
@@ -41,6 +42,7 @@ SCENARIOS: dict[str, Scenario] = {
     "nchan": nchan,
     "resumable": resumable,
     "cluster": cluster,
+    "hostscale": hostscale,
 }
 
 
@@ -57,6 +59,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=None, help="runs per figure (median)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    parser.add_argument(
+        "--gateway-processes",
+        type=int,
+        default=2,
+        help="hostscale: compare 1 gateway process with this many on one port (default 2)",
+    )
     parser.add_argument(
         "--no-pin", action="store_true", help="do not pin the hub to core 1 and the rest to core 0"
     )
@@ -93,7 +101,13 @@ async def main_async(args: argparse.Namespace) -> int:
     workdir = args.out.resolve().parent / f"run-{stamp}"
     workdir.mkdir(parents=True, exist_ok=True)
     repeat = args.repeat or (1 if args.quick else 3)
-    ctx = Context(quick=args.quick, repeat=repeat, workdir=workdir, cores=cores)
+    ctx = Context(
+        quick=args.quick,
+        repeat=repeat,
+        workdir=workdir,
+        cores=cores,
+        gateway_processes=args.gateway_processes,
+    )
     names = args.scenario or list(SCENARIOS)
     ctx.log(f"scenarios {names}, repeat {repeat}, quick={args.quick}, logs in {workdir}")
     sections: dict[str, list[dict[str, Any]]] = {}
@@ -120,6 +134,7 @@ async def main_async(args: argparse.Namespace) -> int:
             "repeat": repeat,
             "scenarios": names,
             "pinned": cores is not None,
+            "gateway_processes": args.gateway_processes,
         },
         "seconds": time.monotonic() - started,
         "scenarios": sections,

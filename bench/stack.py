@@ -16,6 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bench.localcluster import LocalCluster
+from bench.procstat import children
 from service.cli.embedded_redis import RedisClusterServers, find_redis_server, free_port
 from service.cli.launcher import Child, tokenrelay_argv
 from service.contract.keys import job_record_key
@@ -59,6 +60,8 @@ class Stack:
     gateway_cores: str | None = "1"
     other_cores: str | None = "0"
     primaries: int = 0
+    # > 1: `tokenrelay gateway --processes N`, child i pinned to core (1 - i) mod 2 when pinned.
+    gateway_processes: int = 1
     children: list[Child] = field(default_factory=list)
     redis_port: int = 0
     redis: Redis | None = None
@@ -202,16 +205,37 @@ class Stack:
         )
 
     async def start_gateway(self, **env: str) -> None:
-        """``tokenrelay gateway`` pinned to the gateway's core."""
+        """``tokenrelay gateway`` pinned to the gateway's core; with ``gateway_processes`` > 1,
+        ``--processes N``, returned once every process listens, each pinned to a core of its
+        own in turn (the first on the gateway's core, the next on the other one)."""
         self.gateway_port = free_port()
+        count = self.gateway_processes
         self.gateway = await self.start_child(
             "gateway",
-            tokenrelay_argv("gateway"),
+            tokenrelay_argv("gateway", "--processes", str(count)),
             self.gateway_cores,
             cwd=self.workdir,
             env=self._env(TOKENRELAY_PORT=str(self.gateway_port), **env),
             port=self.gateway_port,
         )
+        if count > 1:
+            deadline = time.monotonic() + 30
+            while f"{count} processes serving" not in self.gateway.log_text():
+                self.gateway.check()
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the gateway processes did not all listen")
+                await asyncio.sleep(0.05)
+            if self.gateway_cores and self.other_cores:
+                cores = [self.gateway_cores, self.other_cores]
+                for index, pid in enumerate(self.hub_pids()):
+                    pin_process(pid, cores[index % 2])
+
+    def hub_pids(self) -> list[int]:
+        """The processes that serve viewers: the gateway, or the children of its parent."""
+        assert self.gateway is not None
+        if self.gateway_processes > 1:
+            return sorted(children(self.gateway.pid))
+        return [self.gateway.pid]
 
     async def start_worker(self, *, first_job: str | None = None, **env: str) -> None:
         """``tokenrelay worker``. Returns once it reads the queue or, with ``first_job``,

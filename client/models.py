@@ -45,6 +45,12 @@ class JobInfo(BaseModel):
     error: dict[str, Any] | None = None
     last_event_id: str | None = None
     output: str = ""
+    # "code": ``output`` is the answer's code (``raw_output`` what the upstream said); "raw":
+    # both are the upstream's text.
+    output_mode: str = "code"
+    raw_output: str = ""
+    detected_language: str | None = None
+    blocks_dropped: int = 0
     viewers: int | None = None
 
     @property

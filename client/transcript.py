@@ -25,6 +25,8 @@ class Transcript:
     error: FailedEvent | None = None
     last_event_id: str | None = None
     tokens: int = 0
+    # The language the current attempt's code block names (a code-only job's status event).
+    detected_language: str | None = None
     _parts: list[str] = field(default_factory=list)
 
     @property
@@ -46,9 +48,14 @@ class Transcript:
         elif isinstance(event, ResetEvent):
             self._parts.clear()
             self.attempt = event.attempt
+            self.detected_language = None
         elif isinstance(event, StatusEvent):
+            if event.attempt != self.attempt:
+                self.detected_language = None  # a new attempt detects afresh
             self.status = event.status
             self.attempt = event.attempt
+            if event.detected_language is not None:
+                self.detected_language = event.detected_language
         elif isinstance(event, DoneEvent):
             self.status = "done"
             self.finish_reason = event.finish_reason

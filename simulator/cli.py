@@ -28,6 +28,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--port", type=int, default=8100, help="0 = any free port")
     parser.add_argument("--rate", type=float, default=50.0, help="tokens/s; 0 = unpaced")
     parser.add_argument("--tokens", type=int, default=120, help="tokens per completion")
+    parser.add_argument(
+        "--fences",
+        type=int,
+        default=0,
+        metavar="N",
+        help="answer like a chat model: a line of prose, then N Markdown-fenced blocks (the "
+        "first holds the code) and a closing remark; 0 = bare code",
+    )
     parser.add_argument("--api-key", default=None, help="require this Bearer key")
     parser.add_argument("--model", action="append", default=[], help="accept only these models")
     parser.add_argument(
@@ -46,6 +54,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     return SimConfig(
         tokens_per_second=args.rate,
         default_tokens=args.tokens,
+        fences=args.fences,
         api_key=args.api_key,
         models=args.model,
         fault=FaultRule(

@@ -1,7 +1,8 @@
 """Deterministic, plausible source code as a stream of tokens.
 
 The text depends only on (prompt without ``#sim`` lines, seed, unicode, nul), and a
-longer completion extends a shorter one, so a retried request repeats the text.
+longer completion extends a shorter one, so a retried request repeats the text. A ``whole``
+completion ends at a natural end of the program (after a function), as a model's answer does.
 """
 
 from __future__ import annotations
@@ -69,19 +70,34 @@ _NUL_EVERY = 50
 
 
 def completion_tokens(
-    prompt: str, *, count: int, seed: str = "", unicode: bool = False, nul: bool = False
+    prompt: str,
+    *,
+    count: int,
+    seed: str = "",
+    unicode: bool = False,
+    nul: bool = False,
+    whole: bool = False,
 ) -> list[str]:
-    """The first ``count`` tokens of the completion of ``prompt``.
+    """The first ``count`` tokens of the completion of ``prompt``; with ``whole``, the
+    shortest whole program of at least ``count`` tokens (it ends after a function).
 
     ``unicode`` opens with text that stresses downstream fidelity and mixes more of it
     in; ``nul`` adds NUL characters (never present otherwise).
     """
     rng = random.Random(_seed_int(prompt, seed, unicode=unicode, nul=nul))
     language = detect_language(prompt)
-    tokens = _tokens(language, rng, _nouns_of(prompt), unicode=unicode)
+    stream = _tokens(language, rng, _nouns_of(prompt), unicode=unicode)
     if nul:
-        tokens = _with_nuls(tokens)
-    return list(islice(tokens, count))
+        stream = _with_nuls(stream)
+    if not whole:
+        return list(islice((token for token in stream if token is not None), count))
+    tokens: list[str] = []
+    for token in stream:
+        if token is not None:
+            tokens.append(token)
+        elif len(tokens) >= count:
+            break
+    return tokens if count else []
 
 
 def _seed_int(prompt: str, seed: str, *, unicode: bool, nul: bool) -> int:
@@ -97,11 +113,15 @@ def _nouns_of(prompt: str) -> tuple[str, ...]:
 
 def _tokens(
     language: Language, rng: random.Random, nouns: tuple[str, ...], *, unicode: bool
-) -> Iterator[str]:
+) -> Iterator[str | None]:
+    """The tokens, forever, with None at each natural end of the program."""
     if unicode:
         yield from _stress_preamble(language)
     for line in _lines(language, rng, nouns, unicode=unicode):
-        yield from split_tokens(line + _line_end(rng, unicode=unicode), rng)
+        if line is None:
+            yield None
+        else:
+            yield from split_tokens(line + _line_end(rng, unicode=unicode), rng)
 
 
 def _stress_preamble(language: Language) -> Iterator[str]:
@@ -123,23 +143,29 @@ def _line_end(rng: random.Random, *, unicode: bool) -> str:
     return rng.choices(("\n", "\r\n", "\r"), weights=(6, 3, 1))[0]
 
 
-def _with_nuls(tokens: Iterator[str]) -> Iterator[str]:
-    for index, token in enumerate(tokens):
+def _with_nuls(tokens: Iterator[str | None]) -> Iterator[str | None]:
+    index = 0
+    for token in tokens:
         yield token
+        if token is None:
+            continue
         if index % _NUL_EVERY == 2:
             yield "\x00"
+        index += 1
 
 
 def _lines(
     language: Language, rng: random.Random, nouns: tuple[str, ...], *, unicode: bool
-) -> Iterator[str]:
-    """Source lines without line ends, forever: a header, then one function after another."""
+) -> Iterator[str | None]:
+    """Source lines without line ends, forever: a header, then one function after another;
+    None after each function (where the program may end)."""
     yield from language.header
     names: list[str] = []
     while True:
         name = _identifier(language, rng.choice(_VERBS), rng.choice(nouns))
         yield from _function(language, rng, nouns, name, names, unicode=unicode)
         names.append(name)
+        yield None
         yield ""
 
 

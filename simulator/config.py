@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.faults import MAX_COMPLETION_TOKENS, FaultRule
+from simulator.fences import MAX_FENCES
 
 
 class SimConfig(BaseModel):
@@ -26,5 +27,7 @@ class SimConfig(BaseModel):
     keepalive_every: int = Field(default=16, ge=0)
     # How long a ``stall`` holds the connection before closing it.
     stall_seconds: float = Field(default=600, gt=0)
+    # Fenced blocks of an answer whose request does not say ``fences=``; 0 = bare code.
+    fences: int = Field(default=0, ge=0, le=MAX_FENCES)
     # Completion requests kept for GET /_sim/requests.
     log_limit: int = Field(default=10_000, ge=1)

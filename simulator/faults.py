@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from simulator.fences import MAX_FENCES
+
 MAX_COMPLETION_TOKENS = 100_000
 """Upper bound on the tokens of one completion, so a directive cannot exhaust memory."""
 
@@ -58,6 +60,8 @@ class Directives(BaseModel):
     nul: bool = False
     finish: Literal["stop", "length"] | None = None
     seed: str = ""
+    # Answer like a chat model: prose, then this many fenced blocks (simulator/fences.py).
+    fences: int | None = Field(default=None, ge=0, le=MAX_FENCES)
 
     def fault_rule(self, default: FaultRule) -> FaultRule:
         """The request's rule: ``fail=`` replaces ``default``; after/times/retry_after refine it."""

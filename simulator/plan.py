@@ -9,6 +9,8 @@ from simulator.codegen import completion_tokens
 from simulator.config import SimConfig
 from simulator.errors import OpenAIError
 from simulator.faults import DirectiveError, FaultKind, FaultRule, FaultState, parse_directives
+from simulator.fences import fenced_tokens
+from simulator.languages import detect_language
 from simulator.request import ChatRequest
 from simulator.tokenizer import count_tokens
 
@@ -39,19 +41,34 @@ def plan_completion(request: ChatRequest, config: SimConfig, faults: FaultState)
     except DirectiveError as exc:
         raise OpenAIError(400, str(exc), param="messages", code="invalid_value") from exc
     planned = config.default_tokens if directives.tokens is None else directives.tokens
+    # The default answer is a whole program (it ends after a function); ``tokens=`` is exact.
+    whole = directives.tokens is None
+    fences = config.fences if directives.fences is None else directives.fences
     cap = request.token_cap
     capped = cap is not None and cap < planned
-    count = min(planned, cap) if cap is not None else planned
+    count = min(planned, cap) if cap is not None and not (fences or whole) else planned
     rate = config.tokens_per_second if directives.rate is None else directives.rate
     rule = directives.fault_rule(faults.default)
+    tokens = completion_tokens(
+        prompt,
+        count=count,
+        seed=directives.seed,
+        unicode=directives.unicode,
+        nul=directives.nul,
+        whole=whole,
+    )
+    if whole and not fences:  # a cap that cuts the program short: ``length``
+        capped = cap is not None and cap < len(tokens)
+        tokens = tokens[:cap] if capped else tokens
+    if fences:
+        # ``tokens=`` counts the code; a cap cuts the whole answer (maybe inside the block).
+        tokens = fenced_tokens(
+            prompt, tokens, detect_language(prompt), blocks=fences, seed=directives.seed
+        )
+        capped = cap is not None and cap < len(tokens)
+        tokens = tokens[:cap] if capped else tokens
     return Plan(
-        tokens=completion_tokens(
-            prompt,
-            count=count,
-            seed=directives.seed,
-            unicode=directives.unicode,
-            nul=directives.nul,
-        ),
+        tokens=tokens,
         finish_reason=directives.finish or ("length" if capped else "stop"),
         rate=rate if rate > 0 else math.inf,
         fault=faults.strike(request.prompt, rule),

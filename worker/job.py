@@ -15,12 +15,13 @@ from redis.backoff import EqualJitterBackoff
 from service.contract.errors import Fenced, JobCancelled, UpstreamError, WritesLost
 from service.contract.events import DONE, FAILED
 from service.contract.jobs import JobRecord, now_ms
-from service.contract.keys import dead_letter_key, job_keys, job_record_key
+from service.contract.keys import dead_letter_key, job_keys, job_raw_output_key, job_record_key
 from service.contract.settings import Settings
 from service.contract.store.redis_client import AnyRedis, is_redis_failure
 from service.contract.store.scripts import Scripts, as_text
 from service.contract.telemetry.log_context import log_fields, update_fields
 from service.contract.telemetry.tracing import TRACEPARENT, Tracing, trace_id_of
+from worker.code_extractor import CodeExtractor
 from worker.metrics import WorkerMetrics
 from worker.prompts import build_messages
 from worker.upstream import ChatRequest, Finished, TextDelta, UpstreamClient, UsageReport
@@ -60,6 +61,10 @@ class RunningJob:
     stop_reason: str | None = None
     task: asyncio.Task[Any] | None = None
     started: float = field(default_factory=time.monotonic)
+    # With ``on_abandon: "cancel"``: the grace (ms) and since when (ms) it counts at the latest
+    # (the job's creation: a job nobody ever watched is abandoned too).
+    abandon_grace_ms: int | None = None
+    created_ms: int = 0
 
     def stop(self, reason: str) -> None:
         """Ask the run to end now (cancelled job, lost lease, shutdown)."""
@@ -107,6 +112,9 @@ async def _run(ctx: JobContext, job: RunningJob) -> Outcome:
         return reply
     raw = await ctx.redis.hgetall(job_record_key(job.job_id))
     record = JobRecord.from_hash(raw)
+    if record.job_request.on_abandon == "cancel":
+        job.abandon_grace_ms = int(record.job_request.abandon_grace_seconds * 1000)
+        job.created_ms = int(record.created_at)
     # The trace the submitter started (W3C traceparent in the record): this run continues it.
     traceparent = as_text(raw[TRACEPARENT.encode()]) if TRACEPARENT.encode() in raw else None
     update_fields(trace_id=trace_id_of(traceparent))
@@ -129,6 +137,7 @@ async def _attempts(ctx: JobContext, job: RunningJob, record: JobRecord) -> Outc
             prompt=request.prompt,
             messages=[m.model_dump() for m in request.messages] if request.messages else None,
             language=request.language,
+            target=request.target,
         ),
         temperature=request.temperature,
         max_tokens=request.max_tokens,
@@ -143,6 +152,8 @@ async def _attempts(ctx: JobContext, job: RunningJob, record: JobRecord) -> Outc
             job.job_id,
             job.attempt,
             on_written=ctx.metrics.event_written,
+            # Each attempt extracts afresh: a retried attempt's text starts over (reset).
+            extractor=CodeExtractor(ctx.settings.languages) if request.output == "code" else None,
         )
         try:
             try:
@@ -217,7 +228,7 @@ async def _start_attempt(
 
     ``announce`` logs the start (the first attempt's is logged once its trace is known)."""
     reply = await ctx.scripts.start_attempt(
-        keys=job_keys(job.job_id),
+        keys=[*job_keys(job.job_id), job_raw_output_key(job.job_id)],
         args=[
             ctx.worker_id,
             now_ms(),

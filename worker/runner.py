@@ -16,16 +16,18 @@ from typing import Any
 import orjson
 from redis.exceptions import ResponseError
 
-from service.contract.errors import BadRequest
+from service.contract.errors import BadRequest, Conflict, Gone, NotFound
 from service.contract.events import RUNNING
-from service.contract.jobs import is_job_id, parse_job_request
+from service.contract.jobs import is_job_id, now_ms, parse_job_request
 from service.contract.keys import (
     QUEUE_GROUP,
     QUEUE_PARTITIONS,
     dead_letter_key,
     job_record_key,
+    job_watchers_key,
     queue_keys,
 )
+from service.contract.store.cancel import cancel_job
 from service.contract.store.redis_client import AnyRedis, is_redis_failure
 from service.contract.store.scripts import as_text
 from service.contract.store.submit import create_job
@@ -195,10 +197,14 @@ class Worker:
             jobs = [job for job in self.running.values() if job.attempt]
             if not jobs:
                 continue
+            watched = [job for job in jobs if job.abandon_grace_ms is not None]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for job in jobs:
                     pipe.hmget(job_record_key(job.job_id), "status", "attempt")
-                states = await pipe.execute()
+                for job in watched:
+                    pipe.zrange(job_watchers_key(job.job_id), -1, -1, withscores=True)
+                replies = await pipe.execute()
+            states, vouches = replies[: len(jobs)], replies[len(jobs) :]
             for job, (status, attempt) in zip(jobs, states, strict=True):
                 if status is None or as_text(status) != RUNNING:
                     job.stop("ended")
@@ -206,6 +212,23 @@ class Worker:
                     # Only a later attempt fences us: an earlier one is this very job's
                     # state read just before its own retry started (attempts only grow).
                     job.stop("fenced")
+            for job, vouch in zip(watched, vouches, strict=True):
+                await self._cancel_if_abandoned(job, vouch)
+
+    async def _cancel_if_abandoned(self, job: RunningJob, vouch: list[Any]) -> None:
+        """Cancel a job nobody has watched, on any gateway, for its grace (``abandoned``)."""
+        assert job.abandon_grace_ms is not None
+        last_watched = max([job.created_ms, *(int(score) for _, score in vouch)])
+        if now_ms() - last_watched <= job.abandon_grace_ms:
+            return
+        log.info("job abandoned", extra={"job_id": job.job_id, "last_watched": last_watched})
+        try:
+            await cancel_job(self.redis, self.ctx.scripts, self.settings, job.job_id, "abandoned")
+        except (Conflict, NotFound, Gone) as exc:
+            # It ended (or went) meanwhile: the next poll stops it.
+            log.debug("abandoned job ended first", extra={"job_id": job.job_id, "code": exc.code})
+            return
+        job.stop("ended")
 
     async def _wait_for_slot(self) -> int:
         """Wait for a free slot; how many entries one read may take. Each partition reader

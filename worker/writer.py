@@ -3,6 +3,11 @@
 Merging cuts Redis commands per token (one XADD per window instead of per token) while the
 text stays exact; every write carries (attempt, seq) so the script applies it at most once
 and only while the attempt is current.
+
+A code-only job's tokens go through the attempt's :class:`CodeExtractor` first: what it
+releases is written as ``token`` events, and the upstream's text, as received, is appended to
+the job's raw output in the same script call (so both move with the attempt's fence). The
+block's language, once known, is a ``status`` event written before any of its code.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ from typing import Any
 import orjson
 
 from service.contract.errors import Fenced, JobCancelled, WritesLost
-from service.contract.events import TERMINAL, TOKEN
+from service.contract.events import RUNNING, STATUS, TERMINAL, TOKEN
 from service.contract.jobs import now_ms
-from service.contract.keys import job_keys
+from service.contract.keys import job_keys, job_raw_output_key
 from service.contract.settings import Settings
 from service.contract.store.redis_client import AnyRedis
 from service.contract.store.scripts import Scripts, as_text
+from worker.code_extractor import CodeExtractor
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +44,21 @@ class AttemptWriter:
         attempt: int,
         *,
         on_written: Callable[[str], None] | None = None,
+        extractor: CodeExtractor | None = None,
     ) -> None:
         self._redis = redis
         self._on_written = on_written  # told the type of every event Redis took
         self._scripts = scripts
         self._settings = settings
         self._keys = job_keys(job_id)
+        # A code-only job: tokens pass the extractor; the upstream's text goes to raw output.
+        self._extractor = extractor
+        if extractor is not None:
+            self._keys.append(job_raw_output_key(job_id))
+        self._raw: list[str] = []  # upstream text not written to the raw output yet
+        self._language_seen = False
+        self._language: str | None = None  # the detected language, until its status is written
+        self._extracting = extractor is not None  # until the end of the text was taken
         self.job_id = job_id
         self.attempt = attempt
         self._seq = 0
@@ -61,7 +76,15 @@ class AttemptWriter:
         """Queue token text; it is written within the flush window. Raises if writing failed."""
         if self.failure is not None:
             raise self.failure
-        self._pending.append(text)
+        extractor = self._extractor
+        if extractor is None:
+            self._pending.append(text)
+        else:
+            self._raw.append(text)
+            code = extractor.feed(text)
+            self._note_language()
+            if code:
+                self._pending.append(code)
         self.chars += len(text)
         self.pieces += 1
         if self._flusher is None:
@@ -73,10 +96,25 @@ class AttemptWriter:
         async with self._lock:
             await self._write_pending()
 
+    def end_of_text(self) -> None:
+        """The upstream's text ended: queue what the extractor still held, if its rules keep
+        it (once; a no-op for a raw job)."""
+        if self._extractor is None or not self._extracting:
+            return
+        held = self._extractor.finish()
+        self._note_language()
+        self._extracting = False
+        if held:
+            self._pending.append(held)
+
     async def finish(self, kind: str, data: dict[str, Any], record: dict[str, Any]) -> None:
-        """Flush, then write the terminal event ``kind`` and the record fields it sets."""
+        """Flush, then write the terminal event ``kind`` and the record fields it sets (with
+        a code-only job's ``blocks_dropped``)."""
         assert kind in TERMINAL
         await self.close()
+        self.end_of_text()
+        if self._extractor is not None:
+            record = {**record, "blocks_dropped": self._extractor.blocks_dropped}
         async with self._lock:
             await self._write_pending()
             await self._append(kind, orjson.dumps(data).decode(), "", record)
@@ -110,14 +148,33 @@ class AttemptWriter:
                 self.failure = exc
                 return
 
+    def _note_language(self) -> None:
+        # The language comes with the opening fence, before the extractor releases any of the
+        # block's code: its status event is written ahead of every token of this attempt.
+        assert self._extractor is not None
+        if not self._language_seen and self._extractor.language is not None:
+            self._language_seen = True
+            self._language = self._extractor.language
+
     async def _write_pending(self) -> None:
-        if not self._pending:
+        raw = "".join(self._raw)
+        self._raw.clear()
+        if self._language is not None:
+            language, self._language = self._language, None
+            status = {"status": RUNNING, "attempt": self.attempt, "detected_language": language}
+            record = {"detected_language": language}
+            await self._append(STATUS, orjson.dumps(status).decode(), "", record, raw)
+            raw = ""
+        if not self._pending and not raw:
             return
         text = "".join(self._pending)
         self._pending.clear()
-        await self._append(TOKEN, orjson.dumps({"text": text}).decode(), text, {})
+        data = orjson.dumps({"text": text}).decode() if text else ""
+        await self._append(TOKEN, data, text, {}, raw)
 
-    async def _append(self, kind: str, data: str, text: str, record: dict[str, Any]) -> None:
+    async def _append(
+        self, kind: str, data: str, text: str, record: dict[str, Any], raw: str = ""
+    ) -> None:
         self._seq += 1
         extra = orjson.dumps(
             {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in record.items()}
@@ -133,12 +190,14 @@ class AttemptWriter:
                 now_ms(),
                 self._settings.retention_seconds,
                 extra,
+                raw,
             ],
             client=self._redis,
         )
         outcome = as_text(reply[0])
         if outcome in ("ok", "dup"):
-            if outcome == "ok" and self._on_written is not None:
+            # A write of raw text alone adds no entry ({'ok'} without an id).
+            if outcome == "ok" and len(reply) > 1 and self._on_written is not None:
                 self._on_written(kind)
             return
         if outcome == "ended":

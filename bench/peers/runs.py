@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from bench import jobs as jobs_mod
-from bench.figures import latency_figures, process_figures, redis_figures
+from bench.figures import latency_figures, process_figures, redis_figures, token_figures
 from bench.peers.hubs import NchanHub, ResumableHub
 from bench.peers.publish import Publisher
 from bench.pool import LoadPool
@@ -107,10 +107,13 @@ async def run_nchan_fanout(
         "cutoffs": report["cutoffs"],
         "mismatches": report["mismatches"],
         "upstream_late_s": max(publisher.lateness.values(), default=None),
+        # One message per token: every token of its channel to each viewer that ended exact.
+        "tokens_delivered": report["exact"] * tokens,
     }
     figures.update(latency_figures(report, "lat", "lat_stamp_ms"))
     figures.update(latency_figures(report, "e2e", "lat_stamp_ms"))
     figures.update(process_figures(report, window, rss_idle, rss_connected, rss_peak, viewers))
+    figures.update(token_figures(figures))
     figures.update(redis_figures(info_before, info_after, channels * tokens))
     return figures
 

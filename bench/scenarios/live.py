@@ -22,7 +22,13 @@ import aiohttp
 from redis.crc import key_slot
 
 from bench import jobs as jobs_mod
-from bench.figures import cluster_figures, latency_figures, process_figures, redis_figures
+from bench.figures import (
+    cluster_figures,
+    latency_figures,
+    process_figures,
+    redis_figures,
+    token_figures,
+)
 from bench.pool import LoadPool
 from bench.procstat import CpuWindow, PeakRss, rss_bytes
 from bench.stack import Stack
@@ -40,6 +46,8 @@ class LiveSpec:
     tokens: int
     rate: float
     label: str
+    # `tokenrelay gateway --processes N` (the hub's CPU and memory: all N processes).
+    gateway_processes: int = 1
 
 
 def viewer_specs(stack: Stack, jobs: list[jobs_mod.Job], viewers: int) -> list[dict[str, Any]]:
@@ -64,7 +72,13 @@ async def run_live(
     """One measurement; the figures of this run. ``primaries`` > 0: on a local Redis Cluster
     of that many primaries (one replica each), with per-primary figures and key spread."""
     hub_cores, other_cores = cores if cores else (None, None)
-    stack = Stack(workdir, gateway_cores=hub_cores, other_cores=other_cores, primaries=primaries)
+    stack = Stack(
+        workdir,
+        gateway_cores=hub_cores,
+        other_cores=other_cores,
+        primaries=primaries,
+        gateway_processes=spec.gateway_processes,
+    )
     pool = LoadPool.for_viewers(spec.viewers, other_cores)
     try:
         await stack.start_redis()
@@ -81,15 +95,16 @@ async def run_live(
             jobs = await jobs_mod.submit(session, stack.base_url, prompts[:alone], 1)
             jobs += await jobs_mod.submit(session, stack.base_url, prompts[alone:])
             await pool.start()
-            rss_idle = rss_bytes(stack.gateway.pid)
+            hub_pids = stack.hub_pids()
+            rss_idle = sum(rss_bytes(pid) for pid in hub_pids)
             opened = await pool.open(viewer_specs(stack, jobs, spec.viewers))
             await asyncio.sleep(0.5)
-            rss_connected = rss_bytes(stack.gateway.pid)
+            rss_connected = sum(rss_bytes(pid) for pid in hub_pids)
             await stack.start_worker(first_job=jobs[0].id)
             assert stack.worker
             window = CpuWindow(
                 {
-                    "hub": [stack.gateway.pid],
+                    "hub": hub_pids,
                     "worker": [stack.worker.pid],
                     "redis": stack.redis_pids(),
                     "upstream": [stack.simulator.pid],
@@ -99,7 +114,7 @@ async def run_live(
             streams: dict[int, int] = {}
             nodes_before = await stack.node_infos()
             info_before = await stack.redis_info()
-            peak = PeakRss(stack.gateway.pid)
+            peak = PeakRss(hub_pids)
             peak.start()
             window.begin()
             began = time.monotonic()
@@ -119,10 +134,15 @@ async def run_live(
         await pool.close()
         await stack.stop()
     tokens_total = spec.jobs * spec.tokens
+    exact_viewers = report["exact"]
     figures: dict[str, Any] = {
         "label": spec.label,
         "jobs": spec.jobs,
         "viewers": spec.viewers,
+        "gateway_processes": spec.gateway_processes,
+        # Upstream tokens delivered: every token of its job to each viewer that ended exact
+        # (events are fewer: tokens are merged into events).
+        "tokens_delivered": exact_viewers * spec.tokens,
         "tokens_per_job": spec.tokens,
         "rate": spec.rate,
         "connected": opened["statuses"].get("200", 0),
@@ -140,6 +160,7 @@ async def run_live(
     figures.update(latency_figures(report, "lat", "lat_stamp_ms"))
     figures.update(latency_figures(report, "e2e", "lat_upstream_ms"))
     figures.update(process_figures(report, window, rss_idle, rss_connected, rss_peak, spec.viewers))
+    figures.update(token_figures(figures))
     figures.update(redis_figures(info_before, info_after, tokens_total))
     figures["worker_cpu_per_1k_tokens"] = window.cpu["worker"] * 1000 / tokens_total
     if primaries:

@@ -19,6 +19,7 @@ _OVERRIDES = {
     "upstream_url": "upstream_url",
     "model": "model",
     "concurrency": "worker_concurrency",
+    "processes": "gateway_processes",
 }
 
 
@@ -30,9 +31,12 @@ def add_setting_flags(parser: argparse.ArgumentParser, *names: str) -> None:
         "upstream_url": "upstream base URL, e.g. https://api.openai.com/v1",
         "model": "default model (TOKENRELAY_MODEL)",
         "concurrency": "jobs run at once (TOKENRELAY_WORKER_CONCURRENCY)",
+        "processes": (
+            "gateway processes on the one port, 0 = one per core (TOKENRELAY_GATEWAY_PROCESSES)"
+        ),
     }
     for name in names:
-        kind: type = int if name in ("port", "concurrency") else str
+        kind: type = int if name in ("port", "concurrency", "processes") else str
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=helps[name])
 
 

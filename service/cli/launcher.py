@@ -60,6 +60,8 @@ class Child:
     cwd: Path | None = None
     port: int | None = None
     ready_path: str = "/healthz"
+    # File descriptors the child inherits (e.g. a pipe it reports readiness on).
+    pass_fds: tuple[int, ...] = ()
     popen: subprocess.Popen[bytes] | None = None
 
     @property
@@ -77,11 +79,18 @@ class Child:
     def start(self, within: float = 20.0) -> Child:
         """Start it (again, after it exited: a new process), then wait for its port if any."""
         if self.log_path is None:
-            self.popen = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd)
+            self.popen = subprocess.Popen(
+                self.argv, env=self.env, cwd=self.cwd, pass_fds=self.pass_fds
+            )
         else:
             with self.log_path.open("ab") as log:
                 self.popen = subprocess.Popen(
-                    self.argv, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT
+                    self.argv,
+                    env=self.env,
+                    cwd=self.cwd,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=self.pass_fds,
                 )
         if self.port is not None:
             self._wait_ready(within)

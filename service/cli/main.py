@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -31,11 +33,45 @@ def _run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
+    settings = load_settings(overrides_from(args))
+    if args.ready_fd is None:
+        from service.cli.gateway_processes import process_count, run_gateway_processes
+
+        count = process_count(settings)
+        if count > 1:
+            return run_gateway_processes(settings, count)
     from service.gateway.main import serve_gateway
 
-    settings = load_settings(overrides_from(args))
     configure_logging(settings.log_level, process="gateway")
-    _run_until_signal(lambda stop: serve_gateway(settings, stop))
+    ready_fd: int | None = args.ready_fd
+
+    def ready() -> None:
+        # Tell the parent of `--processes N` that this one listens (it may have gone).
+        if ready_fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(ready_fd, b"1")
+            with contextlib.suppress(OSError):
+                os.close(ready_fd)
+
+    parent = os.getppid()
+
+    async def serve(stop: asyncio.Event) -> None:
+        async def orphaned() -> None:
+            # A child of `--processes N` whose parent died (SIGKILL) stops like on SIGTERM.
+            while True:
+                await asyncio.sleep(1.0)
+                if os.getppid() != parent:
+                    stop.set()
+                    return
+
+        watch = asyncio.create_task(orphaned()) if ready_fd is not None else None
+        try:
+            await serve_gateway(settings, stop, reuse_port=args.reuse_port, ready=ready)
+        finally:
+            if watch is not None:
+                watch.cancel()
+
+    _run_until_signal(serve)
     return 0
 
 
@@ -68,10 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="run Redis, gateway, worker (and a simulated upstream)")
-    add_setting_flags(up, "host", "port", "redis_url", "upstream_url", "model")
+    add_setting_flags(up, "host", "port", "redis_url", "upstream_url", "model", "processes")
     up.set_defaults(func=_cmd_up)
     gateway = commands.add_parser("gateway", help="serve the HTTP API, SSE streams and the page")
-    add_setting_flags(gateway, "host", "port", "redis_url")
+    add_setting_flags(gateway, "host", "port", "redis_url", "processes")
+    # Set by the parent of `--processes N` for each of its children, not by hand.
+    gateway.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    gateway.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     gateway.set_defaults(func=_cmd_gateway)
     worker = commands.add_parser("worker", help="run jobs from the queue against the upstream")
     add_setting_flags(worker, "redis_url", "upstream_url", "model", "concurrency")

@@ -46,8 +46,11 @@ def run_up(settings: Settings, env_overrides: dict[str, str]) -> int:
         upstream_note = f"{settings.upstream_url} model {settings.model}"
         if settings.upstream_api_key is None:
             port = free_port()
-            start("simulator", "simulate-upstream", "--port", str(port))
+            # It answers as chat models do (prose, fenced blocks), so the page shows the
+            # code extractor at work: clean code, its language detected.
+            start("simulator", "simulate-upstream", "--port", str(port), "--fences", "2")
             env["TOKENRELAY_UPSTREAM_URL"] = f"http://127.0.0.1:{port}/v1"
+            env["TOKENRELAY_UPSTREAM_SIMULATED"] = "true"  # /v1/meta; the page's badge
             upstream_note = f"SIMULATED upstream at http://127.0.0.1:{port}/v1 (no API key set)"
         start("gateway", "gateway")
         start("worker", "worker")

@@ -23,11 +23,13 @@ class _Event(BaseModel):
 
 
 class StatusEvent(_Event):
-    """``status``: the job is queued or running (attempt ``n``)."""
+    """``status``: the job is queued or running (attempt ``n``); a code-only job's attempt
+    also says so when its code block names a language (``detected_language``)."""
 
     kind: Literal["status"] = STATUS
     status: str
     attempt: int = 0
+    detected_language: str | None = None
 
 
 class TokenEvent(_Event):

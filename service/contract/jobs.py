@@ -10,6 +10,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
+from service.contract.edits import EditTarget
 from service.contract.errors import BadRequest, PayloadTooLarge
 from service.contract.settings import Settings
 
@@ -42,6 +43,9 @@ class Message(BaseModel):
     content: str
 
 
+SESSION_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+
+
 class JobRequest(BaseModel):
     """A generation request; validate with :func:`parse_job_request` to apply the limits."""
 
@@ -54,6 +58,19 @@ class JobRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(default=None, ge=1)
     stop: list[str] | None = Field(default=None, min_length=1, max_length=4)
+    # "code": the output is the answer's code, without prose and Markdown fences
+    # (worker/code_extractor.py); "raw": the upstream's text untouched.
+    output: Literal["code", "raw"] = "code"
+    # What happens when nobody watches: "continue" (the default: a background job runs to its
+    # end), or "cancel" once no viewer has been connected, on any gateway, for the grace.
+    on_abandon: Literal["continue", "cancel"] = "continue"
+    abandon_grace_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
+    # An editor tab, say: a new job in the same session replaces (cancels) the one before.
+    session: str | None = Field(default=None, pattern=SESSION_PATTERN)
+    # An edit of a document (the page's generate-into-a-document): the prompt is the change
+    # asked for, built into the edit prompt with the selection and its surroundings
+    # (worker/prompts.py); the record keeps it, base text included, for share-link viewers.
+    target: EditTarget | None = None
 
     @model_validator(mode="after")
     def _check_against_settings(self, info: ValidationInfo) -> JobRequest:
@@ -64,6 +81,8 @@ class JobRequest(BaseModel):
             raise ValueError("`prompt` is empty")
         if self.messages is not None and not any(m.role == "user" for m in self.messages):
             raise ValueError("`messages` needs at least one user message")
+        if self.target is not None and self.prompt is None:
+            raise ValueError("a `target` takes a `prompt` (the change to make), not `messages`")
         if settings is None:
             return self
         if self.language is not None and self.language not in settings.languages:
@@ -78,7 +97,9 @@ class JobRequest(BaseModel):
     def prompt_chars(self) -> int:
         """Characters of prompt text, counted the same way for both input forms."""
         if self.prompt is not None:
-            return len(self.prompt)
+            # An edit sends its selection upstream whole (its surroundings are bounded).
+            selected = len(self.target.selected) if self.target is not None else 0
+            return len(self.prompt) + selected
         return sum(len(m.content) for m in self.messages or ())
 
 
@@ -146,6 +167,8 @@ class JobRecord(BaseModel):
     error: str | None = None
     last_id: str = ""
     terminal_id: str | None = None
+    detected_language: str | None = None
+    blocks_dropped: int = 0
 
     @classmethod
     def from_hash(cls, raw: Mapping[Any, Any]) -> JobRecord:
@@ -157,8 +180,11 @@ class JobRecord(BaseModel):
         """The request as submitted (already validated on the way in)."""
         return JobRequest.model_validate_json(self.request)
 
-    def to_api(self, *, output: str, viewers: int | None = None) -> dict[str, Any]:
-        """The public JSON shape of ``GET /v1/jobs/{id}``."""
+    def to_api(
+        self, *, output: str, viewers: int | None = None, raw_output: str | None = None
+    ) -> dict[str, Any]:
+        """The public JSON shape of ``GET /v1/jobs/{id}`` (``raw_output``: the upstream's text
+        of a code-only job; a raw job's is its ``output``)."""
         request = self.job_request
         # Two waits users tell apart: the queue's (created → first attempt's start) and the
         # upstream's (the current attempt's start → its first token).
@@ -188,6 +214,11 @@ class JobRecord(BaseModel):
             "error": _json_or_none(self.error),
             "last_event_id": self.last_id or None,
             "output": output,
+            "output_mode": request.output,
+            "raw_output": output if request.output == "raw" else (raw_output or ""),
+            "detected_language": self.detected_language,
+            "blocks_dropped": self.blocks_dropped,
+            "target": request.target.model_dump() if request.target is not None else None,
         }
         if viewers is not None:
             body["viewers"] = viewers

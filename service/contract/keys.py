@@ -11,6 +11,7 @@ deployment must agree on them, so they are constants, not settings.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 
 PREFIX = "tr"
@@ -46,6 +47,13 @@ def job_events_key(job_id: str) -> str:
 def job_output_key(job_id: str) -> str:
     """String holding the current attempt's output so far (kept with the events atomically)."""
     return f"{PREFIX}:{lane_tag(lane_of(job_id))}:out:{job_id}"
+
+
+def job_raw_output_key(job_id: str) -> str:
+    """String holding the current attempt's upstream text as received, for a job whose output
+    is the extracted code (``raw_output``; written with the output atomically). Scripts that
+    take it get it as KEYS[4], after :func:`job_keys`."""
+    return f"{PREFIX}:{lane_tag(lane_of(job_id))}:raw:{job_id}"
 
 
 def job_keys(job_id: str) -> list[str]:
@@ -93,6 +101,17 @@ def idempotency_key(digest: str) -> str:
     return f"{PREFIX}:idem:{digest}"
 
 
+def ai_chat_key(digest: str) -> str:
+    """Maps an AI SDK chat (its owner and chat id, hashed) to the job of its latest
+    generation (``service/gateway/ai_sdk/chat_jobs.py``).
+
+    No hash tag, on purpose: the key is only ever read or written alone (``GET``/``SET``),
+    never in a script with the job's keys (its lane is not known before the job exists), so
+    it hashes whole and chats spread over every slot of a cluster.
+    """
+    return f"{PREFIX}:aichat:{digest}"
+
+
 def signing_secret_key() -> str:
     """The viewer-token signing secret, when none is configured."""
     return f"{PREFIX}:secret"
@@ -116,3 +135,30 @@ def gateways_key() -> str:
 def gateway_viewers_key(gateway_id: str) -> str:
     """One gateway's viewers per job (hash job id -> count)."""
     return f"{PREFIX}:viewers:{gateway_id}"
+
+
+def durable_stream_tag(name: str) -> str:
+    """The hash tag of one Durable Stream (``service/gateway/durable_streams/``): every key of
+    a stream shares it, so each of its scripts touches one slot; the name is hashed, so any
+    name makes a short, safe tag and streams spread over every slot of a cluster."""
+    return "{ds" + hashlib.sha256(name.encode()).hexdigest()[:24] + "}"
+
+
+def durable_stream_keys(name: str) -> list[str]:
+    """A Durable Stream's keys in the order its scripts take them (KEYS[1..4]): its metadata
+    (hash), its data (stream, one entry per append), its idempotent producers (hash producer
+    id -> "epoch seq") and its forks (set of the names of the streams forked from it)."""
+    tag = durable_stream_tag(name)
+    return [f"{PREFIX}:{tag}:{part}" for part in ("dsmeta", "dsdata", "dsprod", "dsforks")]
+
+
+def job_watchers_key(job_id: str) -> str:
+    """Sorted set: the gateways that had viewers of the job, each scored with the time (ms)
+    until which it vouches for one (renewed while they watch; ``now`` when the last left)."""
+    return f"{PREFIX}:{lane_tag(lane_of(job_id))}:watchers:{job_id}"
+
+
+def session_key(owner: str, session: str) -> str:
+    """A submitter's session (an editor tab): the job that runs in it now."""
+    digest = hashlib.sha256(f"{owner}\0{session}".encode()).hexdigest()[:32]
+    return f"{PREFIX}:session:{digest}"

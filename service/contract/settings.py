@@ -70,6 +70,16 @@ class Settings(BaseSettings):
         le=65535,
         description="port the gateway listens on (and `tokenrelay submit/watch` call)",
     )
+    gateway_processes: int = Field(
+        default=1,
+        ge=0,
+        le=512,
+        description=(
+            "gateway processes serving the one port (SO_REUSEPORT, Linux), watched by one "
+            "parent that restarts a dead one and passes SIGTERM on; 0 = one per CPU core "
+            "this process may use ([scaling.md](scaling.md#every-core-of-a-host))"
+        ),
+    )
     upstream_url: str = Field(
         default="http://127.0.0.1:8100/v1",
         description=(
@@ -82,6 +92,14 @@ class Settings(BaseSettings):
         description=(
             "the provider's key, sent only to the upstream and redacted from every log line; "
             "unset in `tokenrelay up` = the simulated upstream"
+        ),
+    )
+    upstream_simulated: bool = Field(
+        default=False,
+        description=(
+            "the upstream is tokenrelay's simulator (`tokenrelay simulate-upstream`), not a "
+            'model: `/v1/meta` says so and the page shows a "simulated upstream" badge; '
+            "`tokenrelay up` sets it when it starts the simulator"
         ),
     )
     model: str = Field(default="tokenrelay-sim", description="the model of a job that names none")
@@ -229,6 +247,15 @@ class Settings(BaseSettings):
         description=(
             "stream entries a gateway keeps in memory per job to serve resumes and late "
             "viewers; a longer job is replayed from Redis; 0 = always from Redis"
+        ),
+    )
+    durable_streams_long_poll_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        le=60,
+        description=(
+            "Durable Streams (`/v1/stream/`): how long a long-poll read waits for data before "
+            "answering 204, and how often a quiet SSE read gets a keepalive control event"
         ),
     )
     retention_seconds: int = Field(

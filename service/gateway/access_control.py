@@ -19,11 +19,18 @@ from service.contract.settings import Settings
 from service.contract.store.redis_client import AnyRedis
 from service.gateway.api.errors import Handler, error_response
 
-_CORS_METHODS = "GET, POST, DELETE, OPTIONS"
-_CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"
+_CORS_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS"
+# The Durable Streams protocol's request and response headers (/v1/stream/) are in the lists.
+_CORS_HEADERS = (
+    "Authorization, Content-Type, Idempotency-Key, Last-Event-ID, If-None-Match, Stream-Seq, "
+    "Stream-TTL, Stream-Expires-At, Stream-Closed, Stream-Forked-From, Stream-Fork-Offset, "
+    "Stream-Fork-Sub-Offset, Producer-Id, Producer-Epoch, Producer-Seq"
+)
 _CORS_EXPOSE = (
     "Location, Retry-After, Idempotent-Replayed, X-TokenRelay-Job-Id, X-TokenRelay-Events-Url, "
-    "X-TokenRelay-Job-Url, X-TokenRelay-Viewer-Token"
+    "X-TokenRelay-Job-Url, X-TokenRelay-Viewer-Token, ETag, Stream-Next-Offset, Stream-Cursor, "
+    "Stream-Up-To-Date, Stream-Closed, Stream-TTL, Stream-Expires-At, Stream-SSE-Data-Encoding, "
+    "Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq"
 )
 
 

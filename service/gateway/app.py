@@ -14,6 +14,7 @@ from service.contract.store.scripts import Scripts
 from service.contract.telemetry.log_setup import redact_secrets
 from service.contract.telemetry.tracing import Tracing
 from service.contract.telemetry.tracing_setup import setup_tracing
+from service.gateway import ai_sdk, durable_streams
 from service.gateway import openai as openai_compat
 from service.gateway.access_control import RateLimiter, StreamSlots, install_cors
 from service.gateway.api import events as api_events
@@ -72,6 +73,8 @@ async def create_app(
     app.add_routes(api_events.routes)
     app.add_routes(api_health.routes)
     app.add_routes(openai_compat.routes)
+    durable_streams.install(app)
+    app.add_routes(ai_sdk.routes)
     add_page_routes(app)
     add_viewer_presence(app, redis, viewer_counts, settings.viewer_report_seconds)
     app.on_shutdown.append(_end_streams)

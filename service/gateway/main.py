@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -14,8 +15,17 @@ from service.gateway.app import create_app
 log = logging.getLogger(__name__)
 
 
-async def serve_gateway(settings: Settings, stop: asyncio.Event) -> None:
-    """Listen on ``host:port`` until ``stop`` is set.
+async def serve_gateway(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    reuse_port: bool = False,
+    ready: Callable[[], None] | None = None,
+) -> None:
+    """Listen on ``host:port`` until ``stop`` is set; ``ready()`` once listening.
+
+    ``reuse_port``: bind with ``SO_REUSEPORT``, one of the processes of
+    ``tokenrelay gateway --processes N`` (service/cli/gateway_processes.py).
 
     On stop, aiohttp stops accepting, the app's shutdown hook ends every viewer stream (so
     clients reconnect elsewhere), then in-flight requests get ``shutdown_grace_seconds``.
@@ -32,8 +42,17 @@ async def serve_gateway(settings: Settings, stop: asyncio.Event) -> None:
         )
         await runner.setup()
         # A deep accept queue: a reconnect storm arrives all at once.
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=4096)
+        site = web.TCPSite(
+            runner,
+            settings.host,
+            settings.port,
+            reuse_address=True,
+            reuse_port=reuse_port or None,
+            backlog=4096,
+        )
         await site.start()
+        if ready is not None:
+            ready()
         log.info("gateway listening", extra={"url": f"http://{settings.host}:{settings.port}"})
         try:
             await stop.wait()

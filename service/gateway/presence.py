@@ -1,9 +1,13 @@
 """Who watches what: viewers per job on this gateway, and the same reported to Redis so that
-``tokenrelay jobs`` can show every job's viewers across all gateways.
+``tokenrelay jobs`` can show every job's viewers across all gateways, and a worker can tell
+that nobody watches a job any more (``on_abandon: "cancel"``).
 
 Each gateway keeps a hash ``tr:viewers:<gateway id>`` (job id -> viewers) that expires unless
 renewed, and scores itself in the sorted set ``tr:gateways`` with the time its report expires;
-a gateway that dies simply stops counting after ``3 x VIEWER_REPORT_SECONDS``.
+a gateway that dies simply stops counting after ``3 x VIEWER_REPORT_SECONDS``. Per job, the
+sorted set ``job_watchers_key`` holds each gateway that had its viewers, scored with the time
+until which it vouches for one: renewed at every report while they watch, set to the report's
+time once the last one left. A crashed gateway's vouch runs out by itself.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from service.contract.jobs import now_ms
-from service.contract.keys import gateway_viewers_key, gateways_key
+from service.contract.keys import gateway_viewers_key, gateways_key, job_watchers_key
 from service.contract.store.redis_client import AnyRedis
 
 log = logging.getLogger(__name__)
@@ -28,6 +33,8 @@ log = logging.getLogger(__name__)
 # Reports follow a change this soon, so a burst of joins makes one write.
 _DEBOUNCE_SECONDS = 0.2
 _EXPIRY_REPORTS = 3
+# A job's watchers outlive the longest abandon grace (an hour) with room to spare.
+_WATCHERS_TTL_MS = 2 * 3600 * 1000
 
 
 def new_gateway_id() -> str:
@@ -55,6 +62,19 @@ class ViewerCounts:
         else:
             self._by_job.pop(job_id, None)
         self.changed.set()
+
+    @contextlib.contextmanager
+    def watching(self, job_id: str) -> Iterator[None]:
+        """A viewer of ``job_id`` connected for the block (any protocol's reader)."""
+        self.join(job_id)
+        try:
+            yield
+        finally:
+            self.leave(job_id)
+
+    def of(self, job_id: str) -> int:
+        """Viewers of ``job_id`` connected to this process now."""
+        return self._by_job.get(job_id, 0)
 
     def counts(self) -> list[int]:
         """The number of viewers of each watched job."""
@@ -124,6 +144,14 @@ class ViewerReporter:
                 pipe.hset(self._key, mapping=snapshot)  # type: ignore[arg-type]
             if gone:
                 pipe.hdel(self._key, *gone)
+            # Per job (its own slot, single-key commands): vouch for its viewers until the
+            # report expires; for a job whose last viewer left, only until now.
+            for job_id, until in [
+                *((job_id, now + ttl_ms) for job_id in snapshot),
+                *((job_id, now) for job_id in gone),
+            ]:
+                pipe.zadd(job_watchers_key(job_id), {self.gateway_id: until})
+                pipe.pexpire(job_watchers_key(job_id), _WATCHERS_TTL_MS)
             pipe.pexpire(self._key, ttl_ms)
             pipe.zadd(gateways_key(), {self.gateway_id: now + ttl_ms})
             pipe.zremrangebyscore(gateways_key(), "-inf", now)
@@ -142,6 +170,20 @@ async def viewers_by_job(redis: AnyRedis) -> dict[str, int]:
             job_id = job.decode() if isinstance(job, bytes) else str(job)
             totals[job_id] = totals.get(job_id, 0) + int(count)
     return totals
+
+
+async def viewers_of_job(redis: AnyRedis, job_id: str, gateway_id: str, here: int) -> int:
+    """Viewers of one job over every gateway: ``here`` (this gateway's live count) plus the
+    last report of each other gateway that still vouches for one (``job_watchers_key``). One
+    ``ZRANGEBYSCORE``, then one ``HGET`` per other gateway with viewers of the job."""
+    watchers: Any = await redis.zrangebyscore(job_watchers_key(job_id), now_ms(), "+inf")
+    total = here
+    for gateway in watchers:
+        other = gateway.decode() if isinstance(gateway, bytes) else str(gateway)
+        if other != gateway_id:
+            count: Any = await redis.hget(gateway_viewers_key(other), job_id)
+            total += int(count or 0)
+    return total
 
 
 VIEWER_COUNTS = web.AppKey("viewer_counts", ViewerCounts)

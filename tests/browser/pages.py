@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 
 try:
-    from playwright.async_api import BrowserContext, ConsoleMessage, Page
+    from playwright.async_api import BrowserContext, ConsoleMessage, FilePayload, Page
 except ImportError as exc:  # a clear failure at collection, never a skip
     raise ImportError(
         "the browser tests need Playwright for Python: `.venv/bin/pip install -e '.[dev]'` "
@@ -82,9 +82,24 @@ class Watched:
         return violations
 
     async def text(self) -> str:
-        """The editor model's whole text (Monaco renders only the visible lines)."""
+        """The job's text as the page received it since the last reset (its pending edit)."""
         text: str = await self.page.evaluate("() => window.tokenrelay.getText()")
         return text
+
+    async def document(self) -> str:
+        """The person's own document (the editor's model when it shows the document)."""
+        text: str = await self.page.evaluate("() => window.tokenrelay.documentText()")
+        return text
+
+    async def shown(self) -> str:
+        """The text of the model the editor shows now (the document, or a viewer's base)."""
+        text: str = await self.page.evaluate("() => window.tokenrelay.editor.getModel().getValue()")
+        return text
+
+    async def inspect(self) -> dict[str, Any]:
+        """The edit on screen: text, pendingText, pendingShown, stale, host, review, outcome."""
+        state: dict[str, Any] = await self.page.evaluate("() => window.tokenrelay.inspect()")
+        return state
 
     async def state(self) -> str:
         state: str = await self.page.evaluate("() => window.tokenrelay.state()")
@@ -107,9 +122,17 @@ class Watched:
         return fragment["job"][0], fragment["token"][0]
 
 
-async def open_page(context: BrowserContext, url: str) -> Watched:
-    """Open the page at ``url`` and wait until the editor is ready to generate."""
+async def open_page(
+    context: BrowserContext,
+    url: str,
+    *,
+    route: tuple[str, Callable[[Any], Awaitable[None]]] | None = None,
+) -> Watched:
+    """Open the page at ``url`` and wait until the editor is ready to generate (``route``: a
+    URL pattern and a handler that answers those requests instead of the gateway)."""
     page = await context.new_page()
+    if route is not None:
+        await page.route(*route)
     watched = Watched(page)
 
     def on_console(message: ConsoleMessage) -> None:
@@ -190,3 +213,104 @@ async def sim_requests(
     async with http.get(f"{sim_url.removesuffix('/v1')}/_sim/requests") as response:
         log: list[dict[str, Any]] = await response.json()
     return [r for r in log if r.get("headers", {}).get("x-tokenrelay-job") == job_id]
+
+
+@dataclass(frozen=True)
+class Span:
+    """A Monaco range: 1-based lines and columns (the tests' documents are ASCII)."""
+
+    start_line: int
+    start_column: int
+    end_line: int
+    end_column: int
+
+    def offsets(self, text: str) -> tuple[int, int]:
+        """(start, end) indices into ``text`` (LF line ends)."""
+        starts = [0]
+        for line in text.split("\n")[:-1]:
+            starts.append(starts[-1] + len(line) + 1)
+        start = starts[self.start_line - 1] + self.start_column - 1
+        end = starts[self.end_line - 1] + self.end_column - 1
+        return start, end
+
+    def to_js(self) -> str:
+        return (
+            f"{{startLineNumber: {self.start_line}, startColumn: {self.start_column}, "
+            f"endLineNumber: {self.end_line}, endColumn: {self.end_column}}}"
+        )
+
+
+def applied(base: str, span: Span, output: str) -> str:
+    """``base`` with ``output`` in place of ``span``, as the page places it (web/README.md): the
+    text's final line break is left out when the selection does not end with one."""
+    start, end = span.offsets(base)
+    selected = base[start:end]
+    text = normalise_eol(output)
+    if selected and not selected.endswith("\n") and text.endswith("\n"):
+        text = text[:-1]
+    return base[:start] + text + base[end:]
+
+
+async def open_document(watched: Watched, name: str, text: str) -> None:
+    """Open ``text`` as the file ``name`` through the page's file picker."""
+    payload: FilePayload = {"name": name, "mimeType": "text/plain", "buffer": text.encode()}
+    await watched.page.locator("#file-input").set_input_files(files=[payload])
+
+    async def opened() -> str:
+        return await watched.document()
+
+    await poll(opened, lambda t: t == text, within=5, what=f"the page opens {name}")
+    await poll(
+        lambda: watched.page.locator("#doc-name").input_value(),
+        lambda value: value == name,
+        within=5,
+        what="the file name shows",
+    )
+
+
+async def select(watched: Watched, span: Span) -> None:
+    """Select ``span`` in the editor and focus it."""
+    script = "() => { const e = window.tokenrelay.editor; e.setSelection(%s); e.focus(); }"
+    await watched.page.evaluate(script % span.to_js())
+
+
+async def ask(watched: Watched, prompt: str) -> tuple[str, str]:
+    """From the editor: Ctrl+K, the prompt, Ctrl+Enter (keys only); the new job's (id, token)."""
+    page = watched.page
+    before: str | None = await page.evaluate("() => window.tokenrelay.jobId()")
+    await page.keyboard.press("Control+k")
+    await expect_focused(watched, "#prompt")
+    await page.keyboard.insert_text(prompt)
+    await page.keyboard.press("Control+Enter")
+
+    async def job_id() -> str | None:
+        found: str | None = await page.evaluate("() => window.tokenrelay.jobId()")
+        return found
+
+    await poll(job_id, lambda found: bool(found) and found != before, within=10, what="a job")
+    return await watched.job()
+
+
+async def expect_focused(watched: Watched, selector: str) -> None:
+    """``selector`` has the keyboard focus."""
+
+    async def focused() -> bool:
+        return bool(
+            await watched.page.evaluate(
+                f"() => document.activeElement === document.querySelector({selector!r})"
+            )
+        )
+
+    await poll(focused, bool, within=3, what=f"{selector} has the focus")
+
+
+async def wait_for_review(watched: Watched, *, within: float = 20) -> dict[str, Any]:
+    """Wait until the diff of the finished edit is on screen; return inspect()'s review."""
+    state = await poll(
+        watched.inspect,
+        lambda s: bool(s.get("review")) and bool(s.get("diffReady")),
+        within=within,
+        what="the diff of the finished edit, computed and drawn",
+    )
+    review: dict[str, Any] = state["review"]
+    return review

@@ -1,6 +1,7 @@
 """The page in a real browser (headless Debian Chromium) against a real gateway process, worker
 process, redis-server and simulated upstream: what a person at the page sees is exactly the
-job's output, through share links, network drops, gateway restarts, Stop and retries."""
+job's output, through share links, network drops, gateway restarts, Stop and retries. (The
+editing flows, accept, reject and stale targets, are in test_editor.py.)"""
 
 from __future__ import annotations
 
@@ -52,8 +53,11 @@ async def assert_page_shows_output(
     assert record["output"] == requests[-1]["text"], "the record differs from the upstream's text"
     text = await watched.text()
     assert normalise_eol(text) == normalise_eol(record["output"]), (
-        f"editor ({len(text)} chars) differs from the job output ({len(record['output'])} chars)"
+        f"page ({len(text)} chars) differs from the job output ({len(record['output'])} chars)"
     )
+    # What the person sees: the pending edit shows the whole output (the diff is built from it).
+    shown = (await watched.inspect())["pendingShown"]
+    assert shown is not None and normalise_eol(shown) == normalise_eol(record["output"])
     assert await watched.state() == "done"
     return record
 
@@ -215,16 +219,18 @@ async def test_upstream_cut_mid_stream_leaves_exactly_the_retried_output(
     stack: Child, contexts: Any, http: aiohttp.ClientSession, sim_url: str
 ) -> None:
     watched = await open_page(await contexts(), stack.url + "/")
-    directives = "tokens=240 rate=60 unicode=1 fail=cut after=15 times=1"
+    directives = "tokens=240 rate=60 unicode=1 fail=cut after=60 times=1"
     job_id, token = await generate(watched, unique_prompt("a c ring buffer", directives), "c")
-    # The page announces the retry while attempt 2 streams (about 4 s).
+    # The cut comes after the code-only output has released its first lines (docs/protocol.md,
+    # code-only output), so there is text to reset; the page announces the retry while
+    # attempt 2 streams (about 3 s).
     await expect(watched.page.locator("#detail")).to_contain_text(
         "retrying (attempt 2)", timeout=5000
     )
     record = await assert_page_shows_output(watched, http, stack.url, sim_url, job_id, token)
     assert record["attempt"] == 2
     first, second = await sim_requests(http, sim_url, job_id)
-    assert first["fault"] == "cut" and first["chunks_sent"] == 15
+    assert first["fault"] == "cut" and first["chunks_sent"] == 60
     attempts = [r["headers"]["x-tokenrelay-attempt"] for r in (first, second)]
     assert attempts == ["1", "2"]
     # The retry repeats the cut text: had the page kept it, the editor would hold it twice.

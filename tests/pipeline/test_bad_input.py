@@ -13,6 +13,11 @@ from redis.asyncio import Redis
 from service.contract.keys import job_record_key
 from tests.jobs_api import submit, upstream_requests
 
+# An edit's target (docs/protocol.md, "Edits"): line 1 column 1 to column 2 of "ab\ncd".
+RANGE = {"start_line": 1, "start_column": 1, "end_line": 1, "end_column": 2}
+WHOLE_LINE = {"start_line": 1, "start_column": 1, "end_line": 1, "end_column": 40_001}
+TARGET = {"document_id": "doc-1", "version": 1, "range": RANGE, "base": "ab\ncd"}
+
 BAD_SUBMITS: list[tuple[str, Any, dict[str, str], int, str]] = [
     ("not json", b"{nope", {"Content-Type": "application/json"}, 400, "invalid_json"),
     ("empty body", b"", {"Content-Type": "application/json"}, 400, "invalid_json"),
@@ -42,6 +47,41 @@ BAD_SUBMITS: list[tuple[str, Any, dict[str, str], int, str]] = [
     ("max_tokens zero", {"prompt": "a", "max_tokens": 0}, {}, 400, "invalid_request"),
     ("max_tokens above limit", {"prompt": "a", "max_tokens": 10**9}, {}, 400, "invalid_request"),
     ("prompt too long", {"prompt": "x" * 40_000}, {}, 413, "prompt_too_large"),
+    (
+        "target range past the base",
+        {"prompt": "a", "target": {**TARGET, "range": {**RANGE, "end_line": 3}}},
+        {},
+        400,
+        "invalid_request",
+    ),
+    (
+        "target range backwards",
+        {"prompt": "a", "target": {**TARGET, "range": {**RANGE, "start_column": 3}}},
+        {},
+        400,
+        "invalid_request",
+    ),
+    (
+        "target with messages",
+        {"messages": [{"role": "user", "content": "b"}], "target": TARGET},
+        {},
+        400,
+        "invalid_request",
+    ),
+    (
+        "target document id",
+        {"prompt": "a", "target": {**TARGET, "document_id": "a b"}},
+        {},
+        400,
+        "invalid_request",
+    ),
+    (
+        "target selection too long",
+        {"prompt": "a", "target": {**TARGET, "base": "x" * 40_000, "range": WHOLE_LINE}},
+        {},
+        413,
+        "prompt_too_large",
+    ),
     (
         "body too large",
         b'{"prompt": "' + b"x" * 300_000 + b'"}',

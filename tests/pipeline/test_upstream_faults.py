@@ -49,7 +49,11 @@ async def test_transient_upstream_failure_is_retried_and_viewers_stay_exact(
 async def test_cut_after_tokens_sends_reset_with_the_new_attempt(
     gateway: TestClient[Any, Any], worker: RunningWorker, http: aiohttp.ClientSession
 ) -> None:
-    job = await submit(gateway, "go\n#sim tokens=30 rate=300 fail=cut after=10 times=1")
+    # Raw output: a code-only job holds its first lines back as a possible preamble
+    # (worker/code_extractor.py), so 10 tokens in, no text may have been sent yet.
+    job = await submit(
+        gateway, "go\n#sim tokens=30 rate=300 fail=cut after=10 times=1", output="raw"
+    )
     reading = await read_stream(http, str(gateway.make_url(job["events_url"])))
     resets = [event for event in reading.events if event.event == RESET]
     assert len(resets) == 1

@@ -528,3 +528,18 @@ async def test_log_is_bounded(make_sim: MakeSim) -> None:
 async def test_healthz(sim: Client) -> None:
     async with sim.get("/healthz") as response:
         assert await response.json() == {"ok": True}
+
+
+async def test_the_default_answer_is_a_whole_program_and_a_cap_that_cuts_it_says_length(
+    make_sim: MakeSim,
+) -> None:
+    client = await make_sim(default_tokens=50)
+    for prompt, last_line in (("a python config loader", "    return "), ("a go cache", "}")):
+        whole = await stream_of(client, prompt)
+        assert whole.chunks[-1]["choices"][0]["finish_reason"] == "stop"
+        assert len(whole.contents) >= 50
+        assert whole.text.endswith("\n")  # a function's last line, whole
+        assert whole.text.rstrip("\n").splitlines()[-1].startswith(last_line), whole.text
+        cut = await stream_of(client, prompt, max_tokens=len(whole.contents) - 1)
+        assert cut.chunks[-1]["choices"][0]["finish_reason"] == "length"
+        assert whole.text.startswith(cut.text) and cut.text != whole.text

@@ -79,3 +79,15 @@ def test_code_reads_like_the_language() -> None:
     }
     for language, marker in samples.items():
         assert marker in "".join(completion_tokens(f"in {language}", count=120)), language
+
+
+@settings(max_examples=40, deadline=None)
+@given(prompt=prompts, seed=seeds, unicode=st.booleans(), count=st.integers(1, 300))
+def test_a_whole_program_has_at_least_count_tokens_and_ends_a_line(
+    prompt: str, seed: str, unicode: bool, count: int
+) -> None:
+    whole = completion_tokens(prompt, count=count, seed=seed, unicode=unicode, whole=True)
+
+    assert len(whole) >= count
+    assert whole == completion_tokens(prompt, count=len(whole), seed=seed, unicode=unicode)
+    assert "".join(whole).endswith(("\n", "\r"))  # never mid-line

@@ -29,22 +29,26 @@ const STATUS_HINTS = {
   401: 'An API key is needed',
   403: 'Not allowed',
   404: 'No such job (it may have expired)',
-  413: 'The prompt is too large',
+  413: 'Too large (the prompt, the selection, or the document sent with it)',
   429: 'Too many requests: wait a moment and try again',
   503: 'The service is not ready',
 };
 
-/** GET /v1/meta: languages, models, default_model, auth. */
+/** GET /v1/meta: languages, models, default_model, auth, simulated_upstream. */
 export async function readMeta() {
   return requestJson('/v1/meta', { method: 'GET' });
 }
 
-/** POST /v1/jobs: answers 202 with id, status, events_url, viewer_token. */
-export async function createJob({ prompt, language, model }, headers) {
+/**
+ * POST /v1/jobs: answers 202 with id, status, events_url, viewer_token, cancel_token. `fields`:
+ * prompt, and optionally language, model, temperature, max_tokens, session and target (an edit
+ * of a document: docs/protocol.md, "Edits"); undefined ones are left out.
+ */
+export async function createJob(fields, headers) {
   return requestJson('/v1/jobs', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', ...headers },
-    body: JSON.stringify({ prompt, language, model }),
+    body: JSON.stringify(fields),
   });
 }
 
@@ -56,6 +60,15 @@ export async function cancelJob(id, headers) {
 /** GET /v1/jobs/{id}: the job's record (status, prompt, language, model, output, viewers...). */
 export async function readJob(id, token, headers) {
   return requestJson(`/v1/jobs/${encodeURIComponent(id)}?token=${encodeURIComponent(token)}`, {
+    method: 'GET',
+    headers,
+  });
+}
+
+/** GET /v1/jobs/{id}/viewers: `{ id, viewers }`, the job's viewers on every gateway. */
+export async function readViewers(id, token, headers) {
+  const query = `token=${encodeURIComponent(token)}`;
+  return requestJson(`/v1/jobs/${encodeURIComponent(id)}/viewers?${query}`, {
     method: 'GET',
     headers,
   });

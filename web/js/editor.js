@@ -1,8 +1,7 @@
 /*
  * Monaco on this page. Its AMD build is loaded under the strict CSP (../CSP.txt): no blob:
  * workers, no eval, and every script URL given to the DOM made by a Trusted Types policy that
- * accepts only Monaco's own files. Streamed text goes in through StreamingText, which keeps the
- * editor exact and cheap however fast tokens arrive.
+ * accepts only Monaco's own files.
  */
 
 const MONACO_VS = '/vendor/monaco/vs';
@@ -34,8 +33,6 @@ const WORKER_FOR_LABEL = {
 
 // The policy name is listed in CSP.txt's `trusted-types`, next to the names Monaco uses.
 const POLICY_NAME = 'tokenrelay-monaco';
-
-const FLUSH_FALLBACK_MS = 250; // rAF does not run in background tabs; a timer still does
 
 /** Resolves with the `monaco` namespace once editor.main and its CSS are loaded. */
 export function loadMonaco() {
@@ -89,16 +86,18 @@ function describeLoadError(error) {
 }
 
 /** Replaces the container's placeholder with the editor, sized for the window as it changes. */
-export function createEditor(monaco, container) {
+export function createEditor(monaco, container, theme) {
   container.replaceChildren();
   const editor = monaco.editor.create(container, {
     value: '',
     language: 'plaintext',
-    theme: 'vs-dark',
+    theme,
     automaticLayout: true,
-    scrollBeyondLastLine: false, // so "at the end" means the last line is in view
+    scrollBeyondLastLine: false,
     // Keep U+2028, U+2029 and U+0085 as received: 'auto' would delete them, 'prompt' would ask.
     unusualLineTerminators: 'off',
+    // A file dropped on the editor opens as the document (document.js), not as pasted text.
+    dropIntoEditor: { enabled: false },
     fontSize: 13,
     tabSize: 4,
     renderWhitespace: 'selection',
@@ -107,6 +106,28 @@ export function createEditor(monaco, container) {
   });
   window.addEventListener('resize', () => editor.updateOptions(sizeOptions()));
   return editor;
+}
+
+/** The diff editor that shows a finished edit: read-only on both sides, inline when narrow. */
+export function createDiffEditor(monaco, container, theme) {
+  container.replaceChildren();
+  const diff = monaco.editor.createDiffEditor(container, {
+    theme,
+    automaticLayout: true,
+    readOnly: true,
+    originalEditable: false,
+    renderSideBySide: window.innerWidth >= 700,
+    useInlineViewWhenSpaceIsLimited: true,
+    unusualLineTerminators: 'off',
+    scrollBeyondLastLine: false,
+    renderOverviewRuler: false,
+    fontSize: 13,
+    // Long documents: the change, with some lines around it; the rest folds away.
+    hideUnchangedRegions: { enabled: true, contextLineCount: 3, minimumLineCount: 5 },
+    ...sizeOptions(),
+  });
+  window.addEventListener('resize', () => diff.updateOptions(sizeOptions()));
+  return diff;
 }
 
 // The minimap and a wide gutter cost too much of a phone's width.
@@ -130,86 +151,29 @@ export function languageNames(monaco) {
   return names;
 }
 
-/*
- * Appends streamed text at the end of a Monaco model: one edit per animation frame however many
- * tokens arrived in it, exact up to the one EOL sequence Monaco keeps per model, and following
- * the end only while the user is there.
- */
-export class StreamingText {
-  /**
-   * @param monaco the monaco namespace
-   * @param editor the editor whose model receives the text
-   * @param onFlush called after each write, to refresh counters once per frame
-   */
-  constructor(monaco, editor, onFlush) {
-    this.monaco = monaco;
-    this.editor = editor;
-    this.onFlush = onFlush;
-    this.pending = '';
-    this.frame = 0;
-    this.timer = 0;
-  }
+/** Whether Monaco knows the language id. */
+export function isLanguage(monaco, id) {
+  return Boolean(id) && monaco.languages.getLanguages().some((language) => language.id === id);
+}
 
-  /** Queues text; it reaches the editor with everything else that arrives in this frame. */
-  append(text) {
-    this.pending += text;
-    if (this.frame) return;
-    this.frame = requestAnimationFrame(() => this.flush(false));
-    this.timer = setTimeout(() => this.flush(false), FLUSH_FALLBACK_MS);
-  }
-
-  /** Writes what is queued. `final` once the stream has ended: nothing more will follow. */
-  flush(final) {
-    this.cancelScheduled();
-    let text = this.pending;
-    // A CRLF can be split across two tokens. Monaco takes a lone CR at the end as a line break of
-    // its own and the LF after it as another, so keep a trailing CR until the next piece comes.
-    if (!final && text.endsWith('\r')) {
-      text = text.slice(0, -1);
-      this.pending = '\r';
-    } else {
-      this.pending = '';
+/** The language of a file name, from Monaco's own table of extensions and names; or null. */
+export function languageForFileName(monaco, name) {
+  const lower = (name || '').toLowerCase();
+  if (!lower) return null;
+  let best = null;
+  let bestLength = 0;
+  for (const language of monaco.languages.getLanguages()) {
+    for (const file of language.filenames || []) {
+      if (file.toLowerCase() === lower) return language.id;
     }
-    if (text) this.write(text);
-    this.onFlush();
-  }
-
-  /** Empties the editor and drops anything queued. */
-  clear() {
-    this.cancelScheduled();
-    this.pending = '';
-    const model = this.editor.getModel();
-    model.setValue('');
-    // An emptied model takes the platform's EOL (CRLF on Windows); keep one everywhere.
-    model.setEOL(this.monaco.editor.EndOfLineSequence.LF);
-  }
-
-  cancelScheduled() {
-    cancelAnimationFrame(this.frame);
-    clearTimeout(this.timer);
-    this.frame = 0;
-    this.timer = 0;
-  }
-
-  // applyEdits at the very end, never setValue: the cost stays per piece, not per document, and
-  // the user's selection and scroll position elsewhere are left alone.
-  write(text) {
-    const model = this.editor.getModel();
-    const follow = this.isScrolledToEnd();
-    const line = model.getLineCount();
-    const column = model.getLineMaxColumn(line);
-    model.applyEdits([{ range: new this.monaco.Range(line, column, line, column), text }]);
-    if (follow) {
-      this.editor.revealLine(model.getLineCount(), this.monaco.editor.ScrollType.Immediate);
+    for (const extension of language.extensions || []) {
+      const ext = extension.toLowerCase();
+      // The longest match wins: ".d.ts" before ".ts", ".blade.php" before ".php".
+      if (lower.endsWith(ext) && ext.length > bestLength) {
+        best = language.id;
+        bestLength = ext.length;
+      }
     }
   }
-
-  // True when the last line is (about) in view. Needs scrollBeyondLastLine: false to be exact.
-  isScrolledToEnd() {
-    const editor = this.editor;
-    const lineHeight = editor.getOption(this.monaco.editor.EditorOption.lineHeight);
-    const endOfText = editor.getBottomForLineNumber(editor.getModel().getLineCount());
-    const endOfView = editor.getScrollTop() + editor.getLayoutInfo().height;
-    return endOfText <= endOfView + 2 * lineHeight;
-  }
+  return best;
 }

@@ -4,6 +4,7 @@
  * itself reads it.
  */
 
+import { copyText, flashLabel } from './clipboard.js';
 import { showError } from './status.js';
 
 // Imported by the page's module script, which runs once the document is parsed.
@@ -41,23 +42,10 @@ export function wireShareLink() {
 }
 
 async function copyShareLink() {
-  try {
-    await navigator.clipboard.writeText(ui.shareLink.value);
-  } catch {
-    // The async clipboard needs a secure context; plain http to a LAN address is not one.
+  if (await copyText(ui.shareLink.value)) {
+    flashLabel(ui.copyShare, 'Copied');
+  } else {
     ui.shareLink.select();
-    if (!document.execCommand('copy')) {
-      showError('Copy failed: select the link and copy it by hand.');
-      return;
-    }
+    showError('Copy failed: select the link and copy it by hand.');
   }
-  flashLabel(ui.copyShare, 'Copied');
-}
-
-function flashLabel(button, text) {
-  button.dataset.label = button.dataset.label || button.textContent;
-  button.textContent = text;
-  setTimeout(() => {
-    button.textContent = button.dataset.label;
-  }, 1200);
 }

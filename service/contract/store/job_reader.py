@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from service.contract.errors import Gone, NotFound, TokenRelayError
 from service.contract.jobs import JobRecord
-from service.contract.keys import job_output_key, job_record_key, job_tombstone_key
+from service.contract.keys import (
+    job_output_key,
+    job_raw_output_key,
+    job_record_key,
+    job_tombstone_key,
+)
 from service.contract.settings import Settings
 from service.contract.store.redis_client import AnyRedis
 
@@ -38,3 +43,22 @@ async def read_job(redis: AnyRedis, settings: Settings, job_id: str) -> tuple[Jo
     if not raw:
         raise await missing_job(redis, settings, job_id)
     return JobRecord.from_hash(raw), bytes(output or b"").decode("utf-8")
+
+
+async def read_job_with_raw(
+    redis: AnyRedis, settings: Settings, job_id: str
+) -> tuple[JobRecord, str, str]:
+    """The job's record, its current attempt's output and raw output (the upstream's text of a
+    code-only job; empty for a raw job, whose output is that text), read together."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(job_record_key(job_id))
+        pipe.get(job_output_key(job_id))
+        pipe.get(job_raw_output_key(job_id))
+        raw, output, raw_output = await pipe.execute()
+    if not raw:
+        raise await missing_job(redis, settings, job_id)
+    return (
+        JobRecord.from_hash(raw),
+        bytes(output or b"").decode("utf-8"),
+        bytes(raw_output or b"").decode("utf-8"),
+    )

@@ -13,6 +13,7 @@ from service.contract.jobs import now_ms
 from service.contract.keys import (
     dead_letter_key,
     job_keys,
+    job_raw_output_key,
     job_record_key,
     job_tombstone_key,
     queue_key_for,
@@ -94,7 +95,8 @@ async def requeue(
     if job_id is None:
         raise Conflict(f"dead letter {letter.id} names no job: nothing to run ({letter.reason})")
     ttl = max(settings.retention_seconds, settings.unfinished_job_seconds)
-    reply = await scripts.requeue_job(keys=job_keys(job_id), args=[letter.id, now_ms(), ttl])
+    keys = [*job_keys(job_id), job_raw_output_key(job_id)]
+    reply = await scripts.requeue_job(keys=keys, args=[letter.id, now_ms(), ttl])
     outcome = as_text(reply[0])
     if outcome == "missing":
         raise await missing_job(redis, settings, job_id)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from service.contract.errors import Conflict, Unavailable
+from service.contract.errors import Conflict, Gone, NotFound, Unavailable
 from service.contract.events import QUEUED
 from service.contract.jobs import JobRequest, new_job_id, now_ms
 from service.contract.keys import (
@@ -26,8 +26,10 @@ from service.contract.keys import (
     job_record_key,
     job_tombstone_key,
     queue_key_for,
+    session_key,
 )
 from service.contract.settings import Settings
+from service.contract.store.cancel import cancel_job
 from service.contract.store.job_tokens import JobTokens, signing_secret
 from service.contract.store.redis_client import AnyRedis
 from service.contract.store.replication import wait_for_replicas
@@ -178,8 +180,32 @@ async def submit_job(
     # Once the job exists the key stays: a client retry after a failed enqueue finds the job
     # and enqueues it again (the worker drops duplicate entries).
     await enqueue(redis, job_id)
+    if request.session is not None:
+        await _replace_in_session(redis, scripts, settings, owner, request.session, job_id)
     await _replicated(redis, settings, job_id, idem_key)
     return SubmittedJob(id=job_id, created=True)
+
+
+async def _replace_in_session(
+    redis: AnyRedis, scripts: Scripts, settings: Settings, owner: str, session: str, job_id: str
+) -> None:
+    """Make ``job_id`` the session's job and cancel the one it replaces (reason ``replaced``).
+
+    The swap is one ``SET ... GET``, made after the job exists: of jobs submitted to a session
+    at once, each cancels exactly the one whose place it took, so exactly one stays running
+    however the submits interleave (the last to swap)."""
+    previous = await redis.set(
+        session_key(owner, session), job_id, get=True, ex=settings.unfinished_job_seconds
+    )
+    if previous is None or as_text(previous) == job_id:
+        return
+    try:
+        await cancel_job(redis, scripts, settings, as_text(previous), "replaced")
+    except (Conflict, NotFound, Gone) as exc:
+        # The previous job ended, or expired, by itself: nothing to replace.
+        log.debug("nothing to replace", extra={"job_id": as_text(previous), "code": exc.code})
+    else:
+        log.info("job replaced", extra={"job_id": as_text(previous), "by": job_id})
 
 
 async def _replicated(

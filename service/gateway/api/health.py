@@ -60,5 +60,7 @@ async def meta(request: web.Request) -> web.Response:
             "models": settings.models,
             "default_model": settings.model,
             "auth": settings.auth_enabled,
+            # The upstream is the simulator (UPSTREAM_SIMULATED): the page shows a badge.
+            "simulated_upstream": settings.upstream_simulated,
         }
     )

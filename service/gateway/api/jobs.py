@@ -12,12 +12,13 @@ from service.contract.events import QUEUED
 from service.contract.jobs import is_job_id, parse_job_request
 from service.contract.keys import job_record_key
 from service.contract.store.cancel import cancel_job as cancel
-from service.contract.store.job_reader import job_not_found, missing_job, read_job
+from service.contract.store.job_reader import job_not_found, missing_job, read_job_with_raw
 from service.contract.store.scripts import as_text
 from service.contract.store.submit import Receipt, submit_job
 from service.gateway.api.access_log import REQUEST_TRACEPARENT
 from service.gateway.api.submit import check_submit_rate, idempotency_key_header
 from service.gateway.auth import require_api_key, require_canceller, require_viewer
+from service.gateway.presence import VIEWER_COUNTS, VIEWER_REPORTER, viewers_of_job
 from service.gateway.state import STATE
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,9 @@ def job_id_from(request: web.Request) -> str:
     return job_id
 
 
-async def _read_json(request: web.Request) -> object:
+async def read_json(request: web.Request) -> object:
+    """The request's JSON body (``POST /v1/jobs``, the AI SDK's chat); a ``BadRequest`` for
+    another media type, an empty body or invalid JSON."""
     if request.content_type not in ("application/json", "application/octet-stream", ""):
         raise BadRequest(
             "send the job as JSON (Content-Type: application/json)", code="unsupported_media_type"
@@ -54,7 +57,7 @@ async def submit(request: web.Request) -> web.Response:
     owner = require_api_key(request, state.settings)
     await check_submit_rate(request, state, owner)
     idempotency = idempotency_key_header(request)
-    job_request = parse_job_request(await _read_json(request), state.settings)
+    job_request = parse_job_request(await read_json(request), state.settings)
     job = await submit_job(
         state.redis,
         state.scripts,
@@ -87,11 +90,26 @@ async def get_job(request: web.Request) -> web.Response:
     state = request.app[STATE]
     job_id = job_id_from(request)
     require_viewer(request, state.settings, state.tokens, job_id)
-    record, text = await read_job(state.redis, state.settings, job_id)
+    record, text, raw_output = await read_job_with_raw(state.redis, state.settings, job_id)
     return web.json_response(
-        record.to_api(output=text, viewers=state.hub.viewer_count(job_id)),
+        record.to_api(output=text, viewers=state.hub.viewer_count(job_id), raw_output=raw_output),
         dumps=lambda obj: orjson.dumps(obj).decode(),
     )
+
+
+@routes.get("/v1/jobs/{job_id}/viewers")
+async def get_viewers(request: web.Request) -> web.Response:
+    """How many viewers the job has now over every gateway: what a page polls, instead of the
+    whole record."""
+    state = request.app[STATE]
+    job_id = job_id_from(request)
+    require_viewer(request, state.settings, state.tokens, job_id)
+    if not await state.redis.exists(job_record_key(job_id)):
+        raise await missing_job(state.redis, state.settings, job_id)
+    here = request.app[VIEWER_COUNTS].of(job_id)
+    gateway_id = request.app[VIEWER_REPORTER].gateway_id
+    count = await viewers_of_job(state.redis, job_id, gateway_id, here)
+    return web.json_response({"id": job_id, "viewers": count})
 
 
 @routes.delete("/v1/jobs/{job_id}")

@@ -26,6 +26,7 @@ from service.gateway.openai.chat_chunks import ChatChunks, chat_usage
 from service.gateway.openai.entries import follow_entries
 from service.gateway.openai.errors import openai_errors
 from service.gateway.openai.requests import chat_job, parse_chat_request, read_body
+from service.gateway.presence import VIEWER_COUNTS
 from service.gateway.state import STATE
 
 log = logging.getLogger(__name__)
@@ -69,11 +70,13 @@ async def _stream(
         feed = follow_entries(
             state.redis, state.hub, job.id, idle_seconds=state.settings.ping_seconds
         )
-        async with contextlib.aclosing(feed):
-            async for entries in feed:
-                await stream.send(chunks.translate(entries) if entries else PING)
-                if chunks.ended:
-                    break
+        # The client counts as a viewer: the job is cancelled once it is gone (on_abandon).
+        with request.app[VIEWER_COUNTS].watching(job.id):
+            async with contextlib.aclosing(feed):
+                async for entries in feed:
+                    await stream.send(chunks.translate(entries) if entries else PING)
+                    if chunks.ended:
+                        break
         if not chunks.ended:
             await stream.send(chunks.interrupted(job.headers[EVENTS_URL_HEADER]))
     except (TimeoutError, ConnectionResetError):
@@ -91,15 +94,16 @@ async def _complete(request: web.Request, job: StartedJob) -> web.Response:
     parts: list[str] = []
     end: JobEvent | None = None
     feed = follow_entries(state.redis, state.hub, job.id, idle_seconds=state.settings.ping_seconds)
-    async with contextlib.aclosing(feed):
-        async for entries in feed:
-            for entry in entries:
-                if entry.kind == TOKEN:
-                    parts.append(entry.text)
-                elif entry.kind == RESET:
-                    parts.clear()
-                elif entry.terminal:
-                    end = parse_event(format_stream_id(entry.id), entry.kind, entry.data)
+    with request.app[VIEWER_COUNTS].watching(job.id):
+        async with contextlib.aclosing(feed):
+            async for entries in feed:
+                for entry in entries:
+                    if entry.kind == TOKEN:
+                        parts.append(entry.text)
+                    elif entry.kind == RESET:
+                        parts.clear()
+                    elif entry.terminal:
+                        end = parse_event(format_stream_id(entry.id), entry.kind, entry.data)
     if end is None:
         raise Unavailable(
             "the gateway is shutting down before the job ended; read it at "

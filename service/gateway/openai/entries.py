@@ -5,20 +5,19 @@ by one, because their event numbering (Responses ``sequence_number``) is a funct
 entries in order and must not depend on how reads happened to merge them. The hand-over from
 replay to the live feed is the one of ``service/gateway/fanout/viewer_stream.py``: join the
 job's shared feed first, replay ``(0, cursor]`` from the feed's memory or Redis, then take the
-feed's batches after the cursor.
+feed's batches after the cursor (``service/gateway/fanout/follow.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 
-from service.contract.events import ZERO_ID, StreamId
+from service.contract.events import ZERO_ID
 from service.contract.store.redis_client import AnyRedis
+from service.gateway.fanout.follow import live_entries
 from service.gateway.fanout.frames import Entry
 from service.gateway.fanout.hub import FeedHub
 from service.gateway.fanout.replay import replay_pages
-from service.gateway.fanout.viewer import Viewer
 
 
 async def follow_entries(
@@ -39,36 +38,7 @@ async def follow_entries(
                 yield entries
                 if entries[-1].terminal:
                     return
-        async for entries in _live(viewer, cursor, idle_seconds):
+        async for entries in live_entries(viewer, cursor, idle_seconds):
             yield entries
     finally:
         hub.unsubscribe(subscription)
-
-
-async def _live(
-    viewer: Viewer, position: StreamId, idle_seconds: float
-) -> AsyncIterator[list[Entry]]:
-    """The feed's entries after ``position`` until the terminal one (or the feed's end)."""
-    while True:
-        if not viewer.batches and not viewer.overflowed and viewer.closed_reason is None:
-            viewer.wake.clear()
-            try:
-                await asyncio.wait_for(viewer.wake.wait(), timeout=idle_seconds)
-            except TimeoutError:
-                yield []
-                continue
-        if viewer.overflowed:
-            return
-        while viewer.batches:
-            batch = viewer.batches.popleft()
-            if batch.last <= position:
-                continue
-            entries = batch.entries
-            if position > batch.prev:
-                entries = [entry for entry in entries if entry.id > position]
-            position = batch.last
-            yield entries
-            if batch.terminal:
-                return
-        if viewer.closed_reason is not None:
-            return

@@ -122,6 +122,9 @@ class ChatCompletionRequest(_Strict):
     stop: str | list[str] | None = None
     n: Literal[1] | None = None
     language: str | None = Field(default=None, description="tokenrelay: the page's language")
+    output: Literal["code", "raw"] | None = Field(
+        default=None, description="tokenrelay: 'code' = only the answer's code; default 'raw'"
+    )
 
     @property
     def include_usage(self) -> bool:
@@ -154,6 +157,9 @@ class ResponsesRequest(_Strict):
     max_output_tokens: int | None = None
     text: TextConfig | None = None
     language: str | None = Field(default=None, description="tokenrelay: the page's language")
+    output: Literal["code", "raw"] | None = Field(
+        default=None, description="tokenrelay: 'code' = only the answer's code; default 'raw'"
+    )
 
 
 async def read_body(request: web.Request) -> dict[str, Any]:
@@ -193,6 +199,10 @@ def parse_chat_request(raw: dict[str, Any]) -> ChatCompletionRequest:
     return request
 
 
+# Long enough for a client to reconnect through a blip, short enough not to pay for much.
+CHAT_ABANDON_GRACE_SECONDS = 10.0
+
+
 def chat_job(request: ChatCompletionRequest, settings: Settings) -> JobRequest:
     """The job a Chat Completions request becomes."""
     stop = [request.stop] if isinstance(request.stop, str) else request.stop
@@ -204,6 +214,12 @@ def chat_job(request: ChatCompletionRequest, settings: Settings) -> JobRequest:
             "temperature": request.temperature,
             "max_tokens": request.max_completion_tokens or request.max_tokens,
             "stop": stop,
+            # An OpenAI client expects what the model said: the upstream's text by default.
+            "output": request.output or "raw",
+            # A chat completion is held by its client: once it has been gone for a short
+            # while, nobody will read the rest, so the upstream call stops (docs/openai.md).
+            "on_abandon": "cancel",
+            "abandon_grace_seconds": CHAT_ABANDON_GRACE_SECONDS,
         },
         settings,
     )
@@ -230,6 +246,7 @@ def responses_job(request: ResponsesRequest, settings: Settings) -> JobRequest:
             "language": request.language,
             "temperature": request.temperature,
             "max_tokens": request.max_output_tokens,
+            "output": request.output or "raw",
         },
         settings,
     )

@@ -26,6 +26,12 @@ class Scripts:
     cancel_job: AsyncScript
     renew_lease: AsyncScript
     requeue_job: AsyncScript
+    # Durable Streams (service/gateway/durable_streams/), one hash slot per stream.
+    ds_create: AsyncScript
+    ds_append: AsyncScript
+    ds_open: AsyncScript
+    ds_delete: AsyncScript
+    ds_fork_ref: AsyncScript
 
     @classmethod
     def register(cls, redis: AnyRedis) -> Scripts:
@@ -37,6 +43,11 @@ class Scripts:
             cancel_job=redis.register_script(_source("cancel_job")),
             renew_lease=redis.register_script(_source("renew_lease")),
             requeue_job=redis.register_script(_source("requeue_job")),
+            ds_create=redis.register_script(_source("ds_create")),
+            ds_append=redis.register_script(_source("ds_append")),
+            ds_open=redis.register_script(_source("ds_open")),
+            ds_delete=redis.register_script(_source("ds_delete")),
+            ds_fork_ref=redis.register_script(_source("ds_fork_ref")),
         )
 
 

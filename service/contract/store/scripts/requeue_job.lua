@@ -5,7 +5,8 @@
 -- `attempt` is kept, never reset: the next attempt gets a higher number, so a stale worker of
 -- an earlier life of the job stays fenced out. The event stream starts over (a viewer resuming
 -- from an old id gets `reset` and the new run).
--- KEYS[1] record hash, KEYS[2] events stream, KEYS[3] output string
+-- KEYS[1] record hash, KEYS[2] events stream, KEYS[3] output string, KEYS[4] (optional) raw
+-- output string
 -- ARGV[1] the dead-letter entry being requeued, ARGV[2] now (ms), ARGV[3] ttl seconds
 -- Returns {'requeued', event id} | {'again', event id} | {'missing'} | {'not_failed', status}
 local record, events, output = KEYS[1], KEYS[2], KEYS[3]
@@ -25,8 +26,12 @@ end
 
 redis.call('DEL', events)
 redis.call('SET', output, '')
+if KEYS[4] ~= nil then
+  redis.call('DEL', KEYS[4])
+end
 redis.call('HDEL', record, 'started_at', 'attempt_started_at', 'first_token_at', 'finished_at',
   'finish_reason', 'usage', 'error', 'terminal_id', 'worker', 'entry')
+redis.call('HDEL', record, 'detected_language', 'blocks_dropped')
 local data = '{"status":"queued","attempt":' .. attempt .. '}'
 -- A new stream: offsets start again at 1 (a live feed sees the jump and starts over).
 local id = redis.call('XADD', events, '*', 't', 'status', 'd', data, 'n', 1)

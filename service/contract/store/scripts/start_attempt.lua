@@ -1,7 +1,8 @@
 -- Start a new attempt of a job: the fence every later write of the attempt is checked against.
 -- A new delivery (expected_attempt = '') counts against max_deliveries; a retry inside the same
 -- worker passes the attempt it is replacing and is refused if that is no longer current.
--- KEYS[1] record hash, KEYS[2] events stream, KEYS[3] output string
+-- KEYS[1] record hash, KEYS[2] events stream, KEYS[3] output string, KEYS[4] (optional) raw
+-- output string (a new attempt clears it with the output, and the code extractor's fields)
 -- ARGV[1] worker id, ARGV[2] now (ms), ARGV[3] expected attempt or '', ARGV[4] max deliveries,
 -- ARGV[5] reason for a reset, ARGV[6] retention seconds (applied if the job ends here),
 -- ARGV[7] the queue entry that delivered the job ('' for a retry)
@@ -11,6 +12,7 @@ local record, events, output = KEYS[1], KEYS[2], KEYS[3]
 local worker, now, expected = ARGV[1], ARGV[2], ARGV[3]
 local max_deliveries, reason, retention = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 local entry = ARGV[7]
+local raw = KEYS[4]
 
 if redis.call('EXISTS', record) == 0 then
   return {'missing'}
@@ -49,6 +51,9 @@ local function finish_failed(code, message)
   redis.call('EXPIRE', record, retention)
   redis.call('EXPIRE', events, retention)
   redis.call('EXPIRE', output, retention)
+  if raw ~= nil then
+    redis.call('EXPIRE', raw, retention)
+  end
   return id
 end
 
@@ -66,7 +71,11 @@ attempt = attempt + 1
 redis.call('HSET', record, 'attempt', attempt, 'seq', 0, 'worker', worker, 'status', 'running',
   'attempt_started_at', now)
 -- Time to first token is the current attempt's own: a retry measures its upstream afresh.
-redis.call('HDEL', record, 'first_token_at')
+-- The code extractor starts over with the attempt too: its language, its count, the raw text.
+redis.call('HDEL', record, 'first_token_at', 'detected_language', 'blocks_dropped')
+if raw ~= nil then
+  redis.call('DEL', raw)
+end
 if redis.call('HEXISTS', record, 'started_at') == 0 then
   redis.call('HSET', record, 'started_at', now)
 end
