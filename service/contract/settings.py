@@ -435,6 +435,13 @@ class Settings(BaseSettings):
         return bool(self.api_keys or self.admin_api_keys)
 
     @property
+    def tombstone_ttl_seconds(self) -> int:
+        """How long a job's tombstone lives from its creation (or requeue): past the latest its
+        keys can expire (it ends within UNFINISHED_JOB_SECONDS, then is kept RETENTION_SECONDS)
+        by TOMBSTONE_SECONDS."""
+        return self.unfinished_job_seconds + self.retention_seconds + self.tombstone_seconds
+
+    @property
     def required_redis_url(self) -> str:
         """The Redis URL, for processes that cannot start their own Redis."""
         if self.redis_url is None:

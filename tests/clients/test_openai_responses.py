@@ -111,12 +111,20 @@ async def test_cancel_ends_the_response_cancelled_for_every_reader(
     upstream_url: str,
 ) -> None:
     async with sdk(gateway) as client:
-        created = await client.responses.create(
+        raw = await client.responses.with_raw_response.create(
             model="tokenrelay-sim", input="slow\n#sim tokens=400 rate=50", background=True
         )
+        created = raw.parse()
         reader = ResponsesReader()
         await read(client, created.id, reader, limit=6)
-        cancelled = await client.responses.cancel(created.id)
+        # Auth is off: a reader (with the id, even the viewer token) cannot cancel it ...
+        refused = await gateway.post(f"/v1/responses/{created.id}/cancel")
+        assert refused.status == 403
+        # ... its creator, with the cancel token from the create answer, can.
+        cancel_token = raw.headers["X-TokenRelay-Cancel-Token"]
+        cancelled = await client.responses.cancel(
+            created.id, extra_headers={"X-Cancel-Token": cancel_token}
+        )
         assert cancelled.status == "cancelled"
         await read(client, created.id, reader)
         assert reader.events[-1].type == "response.cancelled"

@@ -90,3 +90,13 @@ def test_every_cli_error_is_a_clear_message_and_a_non_zero_exit(
     assert says in done.stderr
     assert done.stderr.startswith("tokenrelay: ")
     assert "secret" not in done.stderr
+
+
+def test_a_note_left_by_a_killed_up_is_ignored(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: its pid names no process now
+    (tmp_path / ".tokenrelay").mkdir()
+    (tmp_path / ".tokenrelay" / "redis.url").write_text(f"redis://127.0.0.1:1/0\n{dead.pid}\n")
+    done = _tokenrelay(tmp_path, "jobs", "list")
+    assert done.returncode != 0
+    assert "TOKENRELAY_REDIS_URL is not set" in done.stderr

@@ -174,3 +174,46 @@ def test_sweeper_pings_quiet_viewers_and_drops_stuck_writes() -> None:
     cut.sweep(now=100.5, ping_seconds=15.0, send_timeout=30.0)
     assert aborted == ["x", "cut"]
     assert not cut.needs_ping
+
+
+class _SlowLoads:
+    """The hub's Redis, with feed loads (XRANGE) held until ``release`` is set."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self.release = asyncio.Event()
+
+    async def xrange(self, *args: Any, **kwargs: Any) -> Any:
+        await self.release.wait()
+        return await self._redis.xrange(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._redis, name)
+
+
+async def test_a_viewer_whose_feed_creator_leaves_during_the_load_still_gets_the_job(
+    redis: Redis,
+) -> None:
+    """The first viewer leaves while the feed loads; the second, waiting on the same load,
+    must not be left on a feed nobody reads (it would get pings and never data)."""
+    job_id = "fanoutleftload01"
+    key = job_events_key(job_id)
+    await redis.xadd(key, {"t": "status", "d": '{"status":"running","attempt":1}'})
+    slow = _SlowLoads(redis)
+    hub = FeedHub(slow, viewer_limit=8)  # type: ignore[arg-type]
+    first = asyncio.create_task(hub.subscribe(job_id))
+    second = asyncio.create_task(hub.subscribe(job_id))
+    await asyncio.sleep(0)  # both wait on the feed's load
+    await asyncio.sleep(0)
+    first.cancel()
+    slow.release.set()
+    subscription = await asyncio.wait_for(second, timeout=5)
+    assert hub.viewer_count(job_id) == 1
+    await redis.xadd(key, {"t": "token", "d": '{"text":"x"}'})
+
+    async def delivered() -> bool:
+        return any(batch.entries for batch in subscription.viewer.batches)
+
+    await wait_for(delivered, within=10)
+    hub.unsubscribe(subscription)
+    await hub.stop()

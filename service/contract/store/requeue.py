@@ -107,7 +107,7 @@ async def requeue(
         await redis.xdel(dead_letter_key(), letter.id)  # requeued before; finish the cleanup
         return Requeued(letter.id, job_id, None, f"already requeued ({as_text(reply[1])})")
     # The job lives on for another ttl: its tombstone must outlive it again.
-    await redis.expire(job_tombstone_key(job_id), ttl + settings.tombstone_seconds)
+    await redis.expire(job_tombstone_key(job_id), settings.tombstone_ttl_seconds)
     entry = await redis.xadd(queue_key_for(job_id), {"job": job_id})
     await redis.xdel(dead_letter_key(), letter.id)
     return Requeued(letter.id, job_id, as_text(entry), "reset and queued")

@@ -129,7 +129,7 @@ async def create_job(
         fields += [TRACEPARENT, traceparent]
     status_data = orjson.dumps({"status": QUEUED, "attempt": 0}).decode()
     ttl = max(settings.retention_seconds, settings.unfinished_job_seconds)
-    tombstone_ttl = ttl + settings.tombstone_seconds
+    tombstone_ttl = settings.tombstone_ttl_seconds
     created = await scripts.create_job(
         keys=[*job_keys(job_id), job_tombstone_key(job_id)],
         args=[ttl, tombstone_ttl, status_data, now, *fields],

@@ -42,6 +42,7 @@ from service.gateway.openai.bridge import (
     start_job,
 )
 from service.gateway.openai.entries import follow_entries
+from service.gateway.presence import VIEWER_COUNTS
 from service.gateway.state import STATE
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,11 @@ async def _stream(request: web.Request, job_id: str, headers: dict[str, str]) ->
     try:
         await stream.send(chunks.start())
         feed = follow_entries(
-            state.redis, state.hub, job_id, idle_seconds=state.settings.ping_seconds
+            state.redis,
+            state.hub,
+            job_id,
+            idle_seconds=state.settings.ping_seconds,
+            counts=request.app[VIEWER_COUNTS],
         )
         async with contextlib.aclosing(feed):
             async for entries in feed:

@@ -51,6 +51,7 @@ from service.gateway.fanout.follow import live_entries
 from service.gateway.fanout.frames import Entry
 from service.gateway.fanout.hub import Subscription
 from service.gateway.fanout.replay import replay_pages
+from service.gateway.presence import VIEWER_COUNTS
 from service.gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
@@ -147,35 +148,37 @@ class JobStreams:
                 closed=terminal is not None,
             )
         state = self._state
-        subscription = await state.hub.subscribe(job_id, terminal)
-        try:
-            after = subscription.cursor if params.after is None else params.after
-            text = await self._replay(subscription, job_id, after, params)
-            if params.live == SSE:
-                return await self._sse(request, subscription, job_id, text, params)
-            cursor = None
-            if params.live == LONG_POLL:
-                cursor = response_cursor(params.cursor)
-                if not text.parts and not text.closed:
-                    text = await self._wait(subscription, job_id, text, params)
-                if not text.parts:
-                    return no_content(
-                        next_offset=format_offset(text.last), closed=text.closed, cursor=cursor
-                    )
-            return read_response(
-                request,
-                text.body,
-                content_type=CONTENT_TYPE,
-                etag_base=f"job-{job_id}",
-                start=params.start,
-                next_offset=format_offset(text.last),
-                up_to_date=True,
-                closed=text.closed,
-                cursor=cursor,
-                private=True,
-            )
-        finally:
-            state.hub.unsubscribe(subscription)
+        # A reader counts as a viewer of the job (its on_abandon policy) while it reads.
+        with request.app[VIEWER_COUNTS].watching(job_id):
+            subscription = await state.hub.subscribe(job_id, terminal)
+            try:
+                after = subscription.cursor if params.after is None else params.after
+                text = await self._replay(subscription, job_id, after, params)
+                if params.live == SSE:
+                    return await self._sse(request, subscription, job_id, text, params)
+                cursor = None
+                if params.live == LONG_POLL:
+                    cursor = response_cursor(params.cursor)
+                    if not text.parts and not text.closed:
+                        text = await self._wait(subscription, job_id, text, params)
+                    if not text.parts:
+                        return no_content(
+                            next_offset=format_offset(text.last), closed=text.closed, cursor=cursor
+                        )
+                return read_response(
+                    request,
+                    text.body,
+                    content_type=CONTENT_TYPE,
+                    etag_base=f"job-{job_id}",
+                    start=params.start,
+                    next_offset=format_offset(text.last),
+                    up_to_date=True,
+                    closed=text.closed,
+                    cursor=cursor,
+                    private=True,
+                )
+            finally:
+                state.hub.unsubscribe(subscription)
 
     async def _replay(
         self, subscription: Subscription, job_id: str, after: StreamId, params: ReadParams

@@ -66,6 +66,21 @@ class FeedHub:
         ``terminal_id``, the terminal entry the job record names, lets a finished job's
         retained feed serve the viewer; a feed that does not end there (the job was run
         again) is dropped."""
+        while True:
+            feed = await self._ready_feed(job_id, terminal_id)
+            # Dropped while this viewer waited (the viewer that created it left during the
+            # load), or rolled back: joining it would wait forever for data. Start again.
+            if self._feeds.get(job_id) is feed and not feed.rolled_back:
+                break
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep(), name="viewer-sweeper")
+        viewer = Viewer(limit=self._viewer_limit)
+        # No await between reading the cursor and joining: the viewer misses no batch.
+        feed.viewers.add(viewer)
+        return Subscription(viewer, feed, feed.cursor, feed.ended)
+
+    async def _ready_feed(self, job_id: str, terminal_id: StreamId | None) -> JobFeed:
+        """The job's feed, created and loaded if need be, once it is ready."""
         feed = self._feeds.get(job_id)
         if job_id in self._retained:
             self._unretain(job_id)
@@ -93,12 +108,7 @@ class FeedHub:
                 del self._feeds[job_id]
                 self._stop_reading(feed)
             raise
-        if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.create_task(self._sweep(), name="viewer-sweeper")
-        viewer = Viewer(limit=self._viewer_limit)
-        # No await between reading the cursor and joining: the viewer misses no batch.
-        feed.viewers.add(viewer)
-        return Subscription(viewer, feed, feed.cursor, feed.ended)
+        return feed
 
     async def _sweep(self) -> None:
         interval = min(self._ping_seconds / 2, 1.0)

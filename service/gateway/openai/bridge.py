@@ -23,6 +23,8 @@ JOB_ID_HEADER = "X-TokenRelay-Job-Id"
 EVENTS_URL_HEADER = "X-TokenRelay-Events-Url"
 JOB_URL_HEADER = "X-TokenRelay-Job-Url"
 VIEWER_TOKEN_HEADER = "X-TokenRelay-Viewer-Token"
+# Only in the answer to the call that created the job: what cancels it (as X-Cancel-Token).
+CANCEL_TOKEN_HEADER = "X-TokenRelay-Cancel-Token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,8 @@ async def start_job(request: web.Request, owner: str, job_request: JobRequest) -
         state.metrics.jobs_submitted.inc()
         log.info("job submitted", extra={"job_id": job.id, "owner": owner, "api": request.path})
     model = job_request.model or state.settings.model
-    return StartedJob(id=job.id, model=model, headers=job_headers(state, job.id))
+    headers = {**job_headers(state, job.id), CANCEL_TOKEN_HEADER: state.tokens.issue_cancel(job.id)}
+    return StartedJob(id=job.id, model=model, headers=headers)
 
 
 def job_headers(state: GatewayState, job_id: str) -> dict[str, str]:

@@ -68,15 +68,18 @@ async def _stream(
     try:
         await stream.send(chunks.first())
         feed = follow_entries(
-            state.redis, state.hub, job.id, idle_seconds=state.settings.ping_seconds
+            state.redis,
+            state.hub,
+            job.id,
+            idle_seconds=state.settings.ping_seconds,
+            counts=request.app[VIEWER_COUNTS],
         )
         # The client counts as a viewer: the job is cancelled once it is gone (on_abandon).
-        with request.app[VIEWER_COUNTS].watching(job.id):
-            async with contextlib.aclosing(feed):
-                async for entries in feed:
-                    await stream.send(chunks.translate(entries) if entries else PING)
-                    if chunks.ended:
-                        break
+        async with contextlib.aclosing(feed):
+            async for entries in feed:
+                await stream.send(chunks.translate(entries) if entries else PING)
+                if chunks.ended:
+                    break
         if not chunks.ended:
             await stream.send(chunks.interrupted(job.headers[EVENTS_URL_HEADER]))
     except (TimeoutError, ConnectionResetError):
@@ -93,17 +96,22 @@ async def _complete(request: web.Request, job: StartedJob) -> web.Response:
     state = request.app[STATE]
     parts: list[str] = []
     end: JobEvent | None = None
-    feed = follow_entries(state.redis, state.hub, job.id, idle_seconds=state.settings.ping_seconds)
-    with request.app[VIEWER_COUNTS].watching(job.id):
-        async with contextlib.aclosing(feed):
-            async for entries in feed:
-                for entry in entries:
-                    if entry.kind == TOKEN:
-                        parts.append(entry.text)
-                    elif entry.kind == RESET:
-                        parts.clear()
-                    elif entry.terminal:
-                        end = parse_event(format_stream_id(entry.id), entry.kind, entry.data)
+    feed = follow_entries(
+        state.redis,
+        state.hub,
+        job.id,
+        idle_seconds=state.settings.ping_seconds,
+        counts=request.app[VIEWER_COUNTS],
+    )
+    async with contextlib.aclosing(feed):
+        async for entries in feed:
+            for entry in entries:
+                if entry.kind == TOKEN:
+                    parts.append(entry.text)
+                elif entry.kind == RESET:
+                    parts.clear()
+                elif entry.terminal:
+                    end = parse_event(format_stream_id(entry.id), entry.kind, entry.data)
     if end is None:
         raise Unavailable(
             "the gateway is shutting down before the job ended; read it at "

@@ -10,6 +10,7 @@ feed's batches after the cursor (``service/gateway/fanout/follow.py``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator
 
 from service.contract.events import ZERO_ID
@@ -18,18 +19,29 @@ from service.gateway.fanout.follow import live_entries
 from service.gateway.fanout.frames import Entry
 from service.gateway.fanout.hub import FeedHub
 from service.gateway.fanout.replay import replay_pages
+from service.gateway.presence import ViewerCounts
 
 
 async def follow_entries(
-    redis: AnyRedis, hub: FeedHub, job_id: str, *, idle_seconds: float
+    redis: AnyRedis, hub: FeedHub, job_id: str, *, idle_seconds: float, counts: ViewerCounts
 ) -> AsyncGenerator[list[Entry], None]:
     """Every entry of the job's stream in order, in lists, until the terminal entry.
 
     Yields an empty list after ``idle_seconds`` without entries (time for a keepalive). Ends
     after the terminal entry, or early when this gateway ends the feed (shutdown, a reader too
     slow to keep up): the caller tells the two apart by the last entry's ``terminal``.
-    Close it (``contextlib.aclosing``) to leave the feed.
+    Close it (``contextlib.aclosing``) to leave the feed. The reader counts as a viewer of the
+    job in ``counts`` meanwhile (a job with ``on_abandon: "cancel"`` lives while it reads).
     """
+    with counts.watching(job_id):
+        async with contextlib.aclosing(_follow(redis, hub, job_id, idle_seconds)) as entries:
+            async for batch in entries:
+                yield batch
+
+
+async def _follow(
+    redis: AnyRedis, hub: FeedHub, job_id: str, idle_seconds: float
+) -> AsyncGenerator[list[Entry], None]:
     subscription = await hub.subscribe(job_id)
     viewer, cursor = subscription.viewer, subscription.cursor
     try:

@@ -36,6 +36,7 @@ from service.gateway.openai.response_object import (
     response_from_record,
 )
 from service.gateway.openai.responses_events import Event, ResponsesTranslator
+from service.gateway.presence import VIEWER_COUNTS
 from service.gateway.state import STATE
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,10 @@ async def cancel_response(request: web.Request) -> web.Response:
     state = request.app[STATE]
     check_submitter(request)
     job_id = job_id_of(request.match_info["response_id"])
-    if state.settings.auth_enabled:
-        # As on OpenAI: the key that created the response (or an admin key) may cancel it.
-        owner = await state.redis.hget(job_record_key(job_id), "owner")
-        require_canceller(request, state.settings, state.tokens, job_id, as_text(owner or b""))
+    # As on OpenAI, the key that created the response (or an admin key) may cancel it; with
+    # auth off there is no key to tell who did, so the cancel token its creator got is needed.
+    owner = await state.redis.hget(job_record_key(job_id), "owner")
+    require_canceller(request, state.settings, state.tokens, job_id, as_text(owner or b""))
     try:
         cancelled = await cancel_job(state.redis, state.scripts, state.settings, job_id)
     except NotFound:
@@ -127,7 +128,11 @@ async def _stream_events(request: web.Request, job_id: str, *, after: int) -> we
         state.metrics.viewers.inc()
         try:
             feed = follow_entries(
-                state.redis, state.hub, job_id, idle_seconds=state.settings.ping_seconds
+                state.redis,
+                state.hub,
+                job_id,
+                idle_seconds=state.settings.ping_seconds,
+                counts=request.app[VIEWER_COUNTS],
             )
             async with contextlib.aclosing(feed):
                 async for entries in feed:
@@ -169,7 +174,13 @@ def _unknown_position(after: int, translator: ResponsesTranslator) -> Event:
 async def _wait_for_end(request: web.Request, job_id: str) -> bool:
     """Wait until the job's terminal entry; false if the gateway stopped following first."""
     state = request.app[STATE]
-    feed = follow_entries(state.redis, state.hub, job_id, idle_seconds=state.settings.ping_seconds)
+    feed = follow_entries(
+        state.redis,
+        state.hub,
+        job_id,
+        idle_seconds=state.settings.ping_seconds,
+        counts=request.app[VIEWER_COUNTS],
+    )
     async with contextlib.aclosing(feed):
         async for entries in feed:
             if entries and entries[-1].terminal:
