@@ -36,13 +36,8 @@ async def missing_job(redis: AnyRedis, settings: Settings, job_id: str) -> Token
 
 async def read_job(redis: AnyRedis, settings: Settings, job_id: str) -> tuple[JobRecord, str]:
     """The job's record and its current attempt's output, read together."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(job_record_key(job_id))
-        pipe.get(job_output_key(job_id))
-        raw, output = await pipe.execute()
-    if not raw:
-        raise await missing_job(redis, settings, job_id)
-    return JobRecord.from_hash(raw), bytes(output or b"").decode("utf-8")
+    record, output, _ = await read_job_with_raw(redis, settings, job_id)
+    return record, output
 
 
 async def read_job_with_raw(

@@ -33,9 +33,9 @@ from service.gateway.ai_sdk.ui_chunks import (
     UIMessageChunks,
 )
 from service.gateway.api.jobs import read_json
+from service.gateway.event_stream import EventStream
 from service.gateway.fanout.frames import PING
 from service.gateway.openai.bridge import (
-    EventStream,
     check_streaming_allowed,
     check_submitter,
     job_headers,

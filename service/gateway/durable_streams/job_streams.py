@@ -222,7 +222,7 @@ class JobStreams:
         params: ReadParams,
     ) -> web.StreamResponse:
         settings = self._state.settings
-        sse = SseResponse(request, CONTENT_TYPE, settings.send_timeout_seconds)
+        sse = SseResponse(request, CONTENT_TYPE)
         await sse.open()
         ends = time.monotonic() + CONNECTION_SECONDS
         sent_text = bool(text.parts)

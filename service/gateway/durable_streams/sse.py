@@ -5,7 +5,6 @@ the cursor, ``upToDate`` and, at the end of a closed stream, ``streamClosed``.""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
@@ -14,6 +13,7 @@ from aiohttp import web
 
 from service.gateway.durable_streams.errors import secured
 from service.gateway.durable_streams.protocol import STREAM_SSE_DATA_ENCODING, is_text
+from service.gateway.event_stream import EventStream
 
 # A connection is closed after this long so caches in front can collapse readers onto new
 # requests (protocol section 10.2); the client reconnects from its last offset.
@@ -51,34 +51,18 @@ def control_event(next_offset: str, *, cursor: str | None, up_to_date: bool, clo
     return b"event: control\ndata:" + json.dumps(control).encode() + b"\n\n"
 
 
-class SseResponse:
-    """An SSE answer whose every write must be taken within the send timeout."""
+class SseResponse(EventStream):
+    """The SSE read mode's answer: text data as is, other content types base64."""
 
-    def __init__(self, request: web.Request, content_type: str, send_timeout: float) -> None:
-        self._request = request
-        self._timeout = send_timeout
+    def __init__(self, request: web.Request, content_type: str) -> None:
         self.text = is_text(content_type)
-        self.response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-            }
+        super().__init__(
+            request,
+            {} if self.text else {STREAM_SSE_DATA_ENCODING: "base64"},
+            content_type="text/event-stream",  # exactly, as the protocol's readers check it
         )
-        if not self.text:
-            self.response.headers[STREAM_SSE_DATA_ENCODING] = "base64"
 
     async def open(self) -> None:
-        """Send the status line and headers."""
+        """Send the status line and headers, the protocol's security headers among them."""
         secured(self.response)
-        await self.response.prepare(self._request)
-
-    async def send(self, data: bytes) -> None:
-        """Write ``data``; a client that cannot take it in time is disconnected."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                await self.response.write(data)
-        except TimeoutError:
-            if self._request.transport is not None:
-                self._request.transport.abort()
-            raise ConnectionResetError("the client took no data in time") from None
+        await super().open()

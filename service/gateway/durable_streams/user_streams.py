@@ -312,7 +312,7 @@ class UserStreams:
         self, request: web.Request, meta: StreamMeta, params: ReadParams
     ) -> web.StreamResponse:
         position = meta.tail if params.after is None else params.after
-        sse = SseResponse(request, meta.content_type, self.settings.send_timeout_seconds)
+        sse = SseResponse(request, meta.content_type)
         await sse.open()
         ends = time.monotonic() + CONNECTION_SECONDS
         first = True

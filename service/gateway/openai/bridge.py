@@ -4,7 +4,6 @@ SSE response with bounded writes."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -76,36 +75,3 @@ def check_streaming_allowed(state: GatewayState) -> None:
     """New streams are refused while the gateway shuts down."""
     if state.shutting_down:
         raise Unavailable("the gateway is shutting down; reconnect", code="shutting_down")
-
-
-class EventStream:
-    """An SSE response whose every write must be taken within the send timeout."""
-
-    def __init__(self, request: web.Request, headers: dict[str, str]) -> None:
-        self._request = request
-        self._timeout = request.app[STATE].settings.send_timeout_seconds
-        self.response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream; charset=utf-8",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-                **headers,
-            }
-        )
-
-    async def open(self) -> None:
-        """Send the status line and headers."""
-        await self.response.prepare(self._request)
-
-    async def send(self, data: bytes) -> None:
-        """Write ``data``; a client that cannot take it in time is disconnected."""
-        if not data:
-            return
-        try:
-            async with asyncio.timeout(self._timeout):
-                await self.response.write(data)
-        except TimeoutError:
-            if self._request.transport is not None:
-                self._request.transport.abort()
-            raise
-        self._request.app[STATE].metrics.bytes_sent.inc(len(data))

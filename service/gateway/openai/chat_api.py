@@ -13,10 +13,10 @@ from redis.exceptions import RedisError
 from service.contract.errors import Conflict, TokenRelayError, Unavailable, UpstreamError
 from service.contract.event_data import DoneEvent, FailedEvent, JobEvent, parse_event
 from service.contract.events import RESET, TOKEN, format_stream_id
+from service.gateway.event_stream import EventStream
 from service.gateway.fanout.frames import PING
 from service.gateway.openai.bridge import (
     EVENTS_URL_HEADER,
-    EventStream,
     StartedJob,
     check_streaming_allowed,
     check_submitter,

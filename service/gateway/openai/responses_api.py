@@ -19,9 +19,9 @@ from service.contract.store.job_reader import read_job
 from service.contract.store.scripts import as_text
 from service.gateway.access_control import client_address
 from service.gateway.auth import require_canceller, require_viewer
+from service.gateway.event_stream import EventStream
 from service.gateway.fanout.frames import PING
 from service.gateway.openai.bridge import (
-    EventStream,
     check_streaming_allowed,
     check_submitter,
     job_headers,
