@@ -3,6 +3,7 @@ reconnect storm), summarised as self and inclusive shares per function.
 
     .venv/bin/pip install py-spy
     .venv/bin/python -m bench.profile_gateway --viewers 1000 --seconds 6
+    .venv/bin/python -m bench.profile_gateway --viewers 100 --rate 20   # 10 jobs x 10 viewers
     .venv/bin/python -m bench.profile_gateway --storm --viewers 2000
     .venv/bin/python -m bench.profile_gateway --late --viewers 1000   # joiners of a finished job
 
@@ -73,18 +74,23 @@ async def record(pid: int, seconds: float, out: Path) -> None:
     await proc.wait()
 
 
-async def profile(viewers: int, seconds: float, mode: str, out: Path) -> None:
+async def profile(
+    viewers: int, seconds: float, mode: str, out: Path, *, jobs: int = 10, rate: float = 100.0
+) -> None:
     """Run the load, record the gateway, print the summary."""
     stack = Stack(out.parent / "profile-run", gateway_cores="1", other_cores="0")
     pool = LoadPool.for_viewers(viewers, "0")
     storm = mode == "storm"
-    tokens, rate = (STORM_TOKENS, STORM_RATE) if mode != "fanout" else (1000, 100.0)
+    if mode != "fanout":
+        tokens, rate = STORM_TOKENS, STORM_RATE
+    else:
+        tokens = int(rate * (seconds + 6))  # the job outlasts the recording
     try:
         await stack.start_redis()
         await stack.start_simulator(rate, tokens)
         await stack.start_gateway()
         assert stack.gateway is not None
-        count = 10 if mode == "fanout" else 1
+        count = jobs if mode == "fanout" else 1
         async with aiohttp.ClientSession() as session:
             prompts = [jobs_mod.prompt(i, tokens, rate) for i in range(count)]
             jobs = await jobs_mod.submit(session, stack.base_url, prompts)
@@ -121,6 +127,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_gateway", description=__doc__)
     parser.add_argument("--viewers", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--jobs", type=int, default=10, help="fan-out: live jobs (viewers spread)")
+    parser.add_argument("--rate", type=float, default=100.0, help="fan-out: tokens/s per job")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--storm", action="store_true", help="profile a reconnect storm")
     mode.add_argument("--late", action="store_true", help="profile joiners of a finished job")
@@ -128,7 +136,9 @@ def main() -> None:
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     kind = "storm" if args.storm else "late" if args.late else "fanout"
-    asyncio.run(profile(args.viewers, args.seconds, kind, args.out))
+    asyncio.run(
+        profile(args.viewers, args.seconds, kind, args.out, jobs=args.jobs, rate=args.rate)
+    )
 
 
 if __name__ == "__main__":
