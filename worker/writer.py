@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -132,13 +133,19 @@ class AttemptWriter:
             raise self.failure
 
     async def _flush_loop(self) -> None:
+        # At most one write per window, but a token that comes after a quiet window is
+        # written at once: slow streams pay no merge delay, fast ones are merged as before.
+        loop = asyncio.get_running_loop()
+        last_write = -math.inf
         while not self._closed:
             await self._wake.wait()
             if self._closed:
                 return
-            if self._window:
-                await asyncio.sleep(self._window)
+            wait = last_write + self._window - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             self._wake.clear()
+            last_write = loop.time()
             try:
                 async with self._lock:
                     await self._write_pending()

@@ -200,7 +200,8 @@ class Settings(BaseSettings):
         ge=0,
         le=1000,
         description=(
-            "a job's tokens are merged over this window into one fenced Redis write; 0 = no waiting"
+            "a job writes its tokens to Redis at most once per this window, merging what "
+            "arrived meanwhile; a token after a quiet window is written at once; 0 = no waiting"
         ),
     )
     cancel_poll_seconds: float = Field(

@@ -56,6 +56,7 @@ async def create_app(
             settings.replay_cache_entries,
             ping_seconds=settings.ping_seconds,
             send_timeout=settings.send_timeout_seconds,
+            on_direct_writes=metrics.direct_writes,
         ),
         tokens=JobTokens(secret, settings.viewer_token_seconds),
         metrics=metrics,

@@ -17,6 +17,7 @@ from prometheus_client.core import GaugeHistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from service.contract.store.redis_metrics import QueueMetrics, RedisMetrics
+from service.gateway.fanout.batch import Batch
 
 # The classic text format, which every Prometheus 2.x and 3.x scrapes.
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -118,7 +119,8 @@ class GatewayMetrics:
         self.delivery_lag = Histogram(
             "tokenrelay_delivery_lag_seconds",
             "From an event's XADD (the time in its id) to its write to a viewer, for events "
-            "added while the viewer was connected (sampled: at most 10 per viewer and second)",
+            "added while the viewer was connected (sampled: once per live batch the feed "
+            "writes to its caught-up viewers, at most 10 per second for each other viewer)",
             buckets=DELIVERY_LAG_BUCKETS,
             registry=registry,
         )
@@ -145,6 +147,16 @@ class GatewayMetrics:
         if viewers_by_job is not None:
             registry.register(_ViewersPerJob(viewers_by_job))
         self._ready_state: bool | None = None
+
+    def direct_writes(self, batch: Batch, viewers: int) -> None:
+        """Count a live batch the feed wrote to ``viewers`` caught-up viewers at once: one
+        update per batch, not per viewer (they all got the same bytes in the same pass)."""
+        size = len(batch.frames) * viewers
+        self.bytes_sent.inc(size)
+        self.direct_bytes_sent.inc(size)
+        self.events_sent.inc(batch.events * viewers)
+        lag_ms = time.time() * 1000 - _frame_ms(batch.frames, 0)
+        self.delivery_lag.observe(max(0.0, lag_ms / 1000))
 
     def readiness(self, ready: bool) -> None:
         """Record a /readyz answer; a change of answer is counted."""
@@ -191,7 +203,6 @@ class ViewerMeter:
     __slots__ = (
         "_bytes",
         "_connected_ms",
-        "_direct",
         "_events",
         "_flushed",
         "_lag_sampled",
@@ -205,7 +216,6 @@ class ViewerMeter:
         self._connected_ms = int(time.time() * 1000)
         self._live = False
         self._bytes = 0
-        self._direct = 0
         self._events = 0
         self._flushed = self._lag_sampled = time.monotonic()
         self.replayed = 0
@@ -230,11 +240,6 @@ class ViewerMeter:
         if now - self._flushed >= self.FLUSH_SECONDS:
             self._flush(now)
 
-    def wrote_direct(self, data: bytes) -> None:
-        """Count one write the feed made for this viewer (``Viewer.offer``)."""
-        self._direct += len(data)
-        self.wrote(data)
-
     def finished(self) -> None:
         """The stream ended: hand over the counts, and record what it replayed."""
         self._flush(time.monotonic())
@@ -244,8 +249,7 @@ class ViewerMeter:
     def _flush(self, now: float) -> None:
         self._metrics.bytes_sent.inc(self._bytes)
         self._metrics.events_sent.inc(self._events)
-        self._metrics.direct_bytes_sent.inc(self._direct)
-        self._bytes = self._events = self._direct = 0
+        self._bytes = self._events = 0
         self._flushed = now
 
     def _first_live_frame(self, data: bytes) -> int:

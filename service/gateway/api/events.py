@@ -111,7 +111,6 @@ async def _serve_stream(
             write,
             abort=abort,
             sink=direct_sink(response),  # once the headers are out, with the first write
-            on_direct_write=meter.wrote_direct,
             terminal_id=terminal,
         )
         reason = outcome.reason

@@ -3,6 +3,7 @@ shared by every viewer of the job in this process."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from service.contract.events import StreamId
@@ -22,6 +23,11 @@ class Batch:
     terminal: bool
     chunk: bytes = b""  # ``frames`` as one HTTP chunk, for direct writes (live batches only)
 
+    @property
+    def events(self) -> int:
+        """SSE events in ``frames`` (each ends with the only blank line it holds)."""
+        return self.frames.count(b"\n\n")
+
     def after(self, position: StreamId) -> bytes:
         """The frames of the entries after ``position``: the shared bytes in the common case."""
         if position <= self.prev:
@@ -29,6 +35,11 @@ class Batch:
         if position >= self.last:
             return b""
         return encode([entry for entry in self.entries if entry.id > position])
+
+
+# Told of every live batch the feed wrote straight to caught-up viewers, with how many got
+# it: the gateway's metrics count per batch rather than per viewer (the hot path stays lean).
+DirectWrites = Callable[["Batch", int], None]
 
 
 def batches_of(entries: list[Entry], prev: StreamId) -> list[Batch]:

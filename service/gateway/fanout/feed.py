@@ -12,7 +12,7 @@ from dataclasses import replace
 from service.contract.events import ZERO_ID, StreamId
 from service.contract.keys import job_events_key
 from service.contract.store.redis_client import AnyRedis, is_redis_failure
-from service.gateway.fanout.batch import Batch, batches_of
+from service.gateway.fanout.batch import Batch, DirectWrites, batches_of
 from service.gateway.fanout.direct_write import http_chunk
 from service.gateway.fanout.frames import Entry, encode, entries_from_reply
 from service.gateway.fanout.viewer import Viewer
@@ -32,8 +32,15 @@ MERGED_CACHE = 4  # merged encodings kept per feed, by batch range
 class JobFeed:
     """One job's position, history and viewers in this process."""
 
-    def __init__(self, redis: AnyRedis, job_id: str, history_limit: int) -> None:
+    def __init__(
+        self,
+        redis: AnyRedis,
+        job_id: str,
+        history_limit: int,
+        on_direct_writes: DirectWrites | None = None,
+    ) -> None:
         self._redis = redis
+        self._on_direct_writes = on_direct_writes
         self.job_id = job_id
         self.key = job_events_key(job_id)
         self.cursor: StreamId = ZERO_ID
@@ -178,8 +185,11 @@ class JobFeed:
         self.offset = entries[-1].offset
         self.ended = batch.terminal
         now = time.monotonic()
+        written = 0
         for viewer in self.viewers:
-            viewer.offer(batch, now)
+            written += viewer.offer(batch, now)
+        if written and self._on_direct_writes is not None:
+            self._on_direct_writes(batch, written)
 
     def redis_failed(self) -> None:
         """Redis may come back with less than it had: from now on replays ask Redis."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from service.contract.events import StreamId
 from service.contract.keys import lane_of
 from service.contract.store.redis_client import AnyRedis
+from service.gateway.fanout.batch import DirectWrites
 from service.gateway.fanout.feed import JobFeed
 from service.gateway.fanout.lane import LaneReader
 from service.gateway.fanout.viewer import Viewer
@@ -45,8 +46,10 @@ class FeedHub:
         *,
         ping_seconds: float = 15.0,
         send_timeout: float = 30.0,
+        on_direct_writes: DirectWrites | None = None,
     ) -> None:
         self._redis = redis
+        self._on_direct_writes = on_direct_writes
         self._viewer_limit = viewer_limit
         self._history_limit = history_limit
         self._ping_seconds = ping_seconds
@@ -94,7 +97,7 @@ class FeedHub:
             del self._feeds[job_id]
             feed = None
         if feed is None:
-            feed = JobFeed(self._redis, job_id, self._history_limit)
+            feed = JobFeed(self._redis, job_id, self._history_limit, self._on_direct_writes)
             self._feeds[job_id] = feed
             task = asyncio.create_task(self._start(feed), name=f"feed-{job_id}")
             self._loading.add(task)

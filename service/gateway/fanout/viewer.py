@@ -33,7 +33,6 @@ class Viewer:
     idle: bool = False  # its task waits for a wake with nothing left to write
     finished: bool = False  # the terminal batch went out through a direct write
     sink: DirectSink | None = None
-    on_direct_write: Callable[[bytes], None] | None = None
     direct_bytes: int = 0
     # Kept by the viewer's writer and read by the hub's sweeper.
     last_write: float = field(default_factory=time.monotonic)
@@ -41,35 +40,35 @@ class Viewer:
     needs_ping: bool = False
     abort: Callable[[], None] | None = None
 
-    def offer(self, batch: Batch, now: float) -> None:
-        """Write a batch now if the viewer is caught up, else queue it; a viewer that falls
-        ``limit`` batches behind is cut off."""
+    def offer(self, batch: Batch, now: float) -> bool:
+        """Write a batch now if the viewer is caught up (True), else queue it; a viewer that
+        falls ``limit`` batches behind is cut off. Runs once per viewer per batch: the
+        feed counts direct writes per batch (metrics), not here."""
         if (
             self.idle
             and batch.prev == self.position
+            and (sink := self.sink) is not None
             and not self.batches
             and not self.overflowed
             and self.closed_reason is None
-            and self.sink is not None
-            and self.sink.write(batch.chunk)
+            and sink.write(batch.chunk)
         ):
             self.position = batch.last
             self.last_write = now
             self.direct_bytes += len(batch.frames)
-            if self.on_direct_write is not None:
-                self.on_direct_write(batch.frames)
             if batch.terminal:
                 self.finished = True
                 self.wake.set()
-            return
+            return True
         if self.overflowed:
-            return
+            return False
         if len(self.batches) >= self.limit:
             self.overflowed = True
             self.batches.clear()
         else:
             self.batches.append(batch)
         self.wake.set()
+        return False
 
     def close(self, reason: str) -> None:
         """End this viewer's stream (shutdown, feed ended without a terminal event)."""

@@ -56,14 +56,13 @@ async def stream_to_viewer(
     *,
     abort: Callable[[], None],
     sink: DirectSink | None = None,
-    on_direct_write: Callable[[bytes], None] | None = None,
     terminal_id: StreamId | None = None,
 ) -> StreamOutcome:
     """Send the viewer every event after ``position`` until the job's terminal event.
 
     ``abort`` drops the connection: the hub's sweeper calls it for a viewer whose write has
     been stuck too long. With a ``sink``, live batches may be written by the feed directly
-    (``on_direct_write`` is told of each); everything else goes through ``write``.
+    (the hub's ``on_direct_writes`` counts them); everything else goes through ``write``.
     ``terminal_id`` is the job record's terminal entry, if it has ended.
     """
     sent = 0
@@ -91,7 +90,6 @@ async def stream_to_viewer(
         viewer = subscription.viewer
         viewer.abort = abort
         viewer.sink = sink
-        viewer.on_direct_write = on_direct_write
         try:
             outcome = await _through_feed(redis, subscription, position, send)
         finally:
