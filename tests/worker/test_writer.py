@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
-
 from service.contract.keys import job_events_key, job_record_key
 from service.contract.store.redis_client import AnyRedis
 from service.contract.store.scripts import Scripts
+from service.gateway.fanout.frames import entries_from_reply
 from tests.conftest import make_settings
 from worker.writer import AttemptWriter
 
@@ -18,8 +17,7 @@ WINDOW_MS = 1000  # the most the setting allows
 
 
 async def _token_texts(redis: AnyRedis, job_id: str) -> list[str]:
-    entries = await redis.xrange(job_events_key(job_id))
-    return [orjson.loads(fields[b"d"])["text"] for _, fields in entries]
+    return [entry.text for entry in entries_from_reply(await redis.xrange(job_events_key(job_id)))]
 
 
 async def test_a_token_after_a_quiet_window_is_written_at_once_and_the_next_ones_merged(
