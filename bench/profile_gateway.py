@@ -53,8 +53,9 @@ def summarise(raw: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
-async def record(pid: int, seconds: float, out: Path) -> None:
-    """py-spy for ``seconds`` on ``pid`` (non-blocking sampling, raw stacks)."""
+async def record(pid: int, seconds: float, out: Path, native: bool = False) -> None:
+    """py-spy for ``seconds`` on ``pid`` (raw stacks; ``native`` adds C frames, pausing the
+    process for each sample)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     proc = await asyncio.create_subprocess_exec(
         spy,
@@ -67,7 +68,7 @@ async def record(pid: int, seconds: float, out: Path) -> None:
         "250",
         "--format",
         "raw",
-        "--nonblocking",
+        *(("--native",) if native else ("--nonblocking",)),
         "-o",
         str(out),
     )
@@ -75,7 +76,14 @@ async def record(pid: int, seconds: float, out: Path) -> None:
 
 
 async def profile(
-    viewers: int, seconds: float, mode: str, out: Path, *, jobs: int = 10, rate: float = 100.0
+    viewers: int,
+    seconds: float,
+    mode: str,
+    out: Path,
+    *,
+    jobs: int = 10,
+    rate: float = 100.0,
+    native: bool = False,
 ) -> None:
     """Run the load, record the gateway, print the summary."""
     stack = Stack(out.parent / "profile-run", gateway_cores="1", other_cores="0")
@@ -99,7 +107,7 @@ async def profile(
                 await jobs_mod.wait_finished(session, stack.base_url, jobs, tokens / rate + 30)
         await pool.start()
         if mode == "late":
-            spy = asyncio.create_task(record(stack.gateway.pid, seconds, out))
+            spy = asyncio.create_task(record(stack.gateway.pid, seconds, out, native))
             await pool.open(viewer_specs(stack, jobs, viewers), concurrency=viewers)
             await spy
         elif storm:
@@ -107,14 +115,14 @@ async def profile(
             await stack.start_worker(first_job=jobs[0].id)
             text = "".join(jobs_mod.upstream_tokens(jobs[0].prompt))
             await wait_half(stack, jobs[0].id, len(text.encode()) // 2, 60)
-            spy = asyncio.create_task(record(stack.gateway.pid, seconds, out))
+            spy = asyncio.create_task(record(stack.gateway.pid, seconds, out, native))
             await pool.storm("tokenrelay")
             await spy
         else:
             await pool.open(viewer_specs(stack, jobs, viewers))
             await stack.start_worker(first_job=jobs[0].id)
             await asyncio.sleep(1.0)
-            await record(stack.gateway.pid, seconds, out)
+            await record(stack.gateway.pid, seconds, out, native)
         await pool.wait(120)
     finally:
         await pool.close()
@@ -129,6 +137,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--jobs", type=int, default=10, help="fan-out: live jobs (viewers spread)")
     parser.add_argument("--rate", type=float, default=100.0, help="fan-out: tokens/s per job")
+    parser.add_argument("--native", action="store_true", help="C frames too (uvloop, redis)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--storm", action="store_true", help="profile a reconnect storm")
     mode.add_argument("--late", action="store_true", help="profile joiners of a finished job")
@@ -137,7 +146,15 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     kind = "storm" if args.storm else "late" if args.late else "fanout"
     asyncio.run(
-        profile(args.viewers, args.seconds, kind, args.out, jobs=args.jobs, rate=args.rate)
+        profile(
+            args.viewers,
+            args.seconds,
+            kind,
+            args.out,
+            jobs=args.jobs,
+            rate=args.rate,
+            native=args.native,
+        )
     )
 
 
