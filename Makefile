@@ -91,7 +91,7 @@ clean:
 	rm -rf $(VENV) web/node_modules tests/ai_sdk/node_modules tests/durable_streams/node_modules .mypy_cache .ruff_cache .pytest_cache test-output
 
 # The benchmark suite with its peers (Nchan, resumable-stream): bench/README.md.
-# `make bench BENCH_ARGS=--quick` for a smoke run of about two minutes.
+# `make bench BENCH_ARGS=--quick` for a smoke run of about four minutes.
 .PHONY: bench
 bench: $(PY_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -25,6 +25,7 @@ from bench.loadgen import raise_fd_limit
 from bench.report import render
 from bench.scenarios.cluster import cluster
 from bench.scenarios.fanout import fanout, generations
+from bench.scenarios.grid import grid
 from bench.scenarios.hostscale import hostscale
 from bench.scenarios.late import idle, late
 from bench.scenarios.peers import nchan, resumable
@@ -43,6 +44,7 @@ SCENARIOS: dict[str, Scenario] = {
     "resumable": resumable,
     "cluster": cluster,
     "hostscale": hostscale,
+    "grid": grid,
 }
 
 

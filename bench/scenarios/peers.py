@@ -19,13 +19,17 @@ RESUMABLE_VIEWERS = 100
 def fanout_ratios(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
     """tokenrelay / peer for throughput per hub CPU-second, p99 latency, memory per viewer.
 
-    Throughput compares characters (tokens may be merged into fewer events); latency compares
-    the peer's publish-to-viewer time with tokenrelay's upstream-to-viewer time (which
-    includes the worker's merge window) and, separately, its Redis-write-to-viewer time.
+    Throughput compares characters and upstream tokens delivered (tokens may be merged into
+    fewer events; a peer run without ``tokens_delivered`` has no token ratio); latency
+    compares the peer's publish-to-viewer time with tokenrelay's upstream-to-viewer time
+    (which includes the worker's merge window) and, separately, its Redis-write-to-viewer time.
     """
     return {
         "chars_per_cpu_s_ratio": ratio(
             ours.get("chars_per_hub_cpu_s"), peer.get("chars_per_hub_cpu_s")
+        ),
+        "tokens_per_cpu_s_ratio": ratio(
+            ours.get("tokens_per_hub_cpu_s"), peer.get("tokens_per_hub_cpu_s")
         ),
         "e2e_p99_ratio": ratio(ours.get("e2e_p99_ms"), peer.get("e2e_p99_ms")),
         "write_p99_ratio": ratio(ours.get("lat_p99_ms"), peer.get("e2e_p99_ms")),
