@@ -163,9 +163,16 @@ def analyse(
                 if stamp is not None:
                     lat_stamp.append(received * 1000 - stamp)
                 if schedule and cum:
-                    index = min(bisect_left(cum, chars), len(cum) - 1)
-                    due = schedule["t0"] + (index + 1) / schedule["rate"]
-                    lat_upstream.append((received - due) * 1000)
+                    # Per token, like the peers' one-token messages: every token the event
+                    # carries counts, each from its own due time (a merged event's first
+                    # token waited longest).
+                    first = bisect_left(cum, chars - len(text) + 1)
+                    last = min(bisect_left(cum, chars), len(cum) - 1)
+                    t0, rate = schedule["t0"], schedule["rate"]
+                    lat_upstream += [
+                        (received - t0 - (index + 1) / rate) * 1000
+                        for index in range(first, last + 1)
+                    ]
                 if (
                     caught is None
                     and head is not None

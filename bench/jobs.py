@@ -60,11 +60,15 @@ async def submit(
 ) -> list[Job]:
     """``POST /v1/jobs`` for each prompt; the jobs in the same order."""
     slots = asyncio.Semaphore(concurrency)
+    # Raw output: the benchmark measures the relay, token for token like the peers' messages.
+    # The default ("code") runs the code extractor, which holds a job's first lines until it
+    # knows whether a fence opens (docs/protocol.md, X1-X8); its cost is bench/extractor.py's.
+    body = {"language": "python", "output": "raw"}
 
     async def one(text: str) -> Job:
         async with (
             slots,
-            session.post(f"{base}/v1/jobs", json={"prompt": text, "language": "python"}) as resp,
+            session.post(f"{base}/v1/jobs", json={"prompt": text, **body}) as resp,
         ):
             body = await resp.json()
             if resp.status != 202:
