@@ -63,12 +63,12 @@ async def submit(
     # Raw output: the benchmark measures the relay, token for token like the peers' messages.
     # The default ("code") runs the code extractor, which holds a job's first lines until it
     # knows whether a fence opens (docs/protocol.md, X1-X8); its cost is bench/extractor.py's.
-    body = {"language": "python", "output": "raw"}
+    fields = {"language": "python", "output": "raw"}
 
     async def one(text: str) -> Job:
         async with (
             slots,
-            session.post(f"{base}/v1/jobs", json={"prompt": text, **body}) as resp,
+            session.post(f"{base}/v1/jobs", json={"prompt": text, **fields}) as resp,
         ):
             body = await resp.json()
             if resp.status != 202:
