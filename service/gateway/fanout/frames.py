@@ -36,9 +36,11 @@ class Entry:
 
 def entries_from_reply(raw: Iterable[Any] | None) -> list[Entry]:
     """Convert an XRANGE/XREAD reply for one stream (bytes, as the client is set up) into
-    entries."""
+    entries; an entry's fields as the client parses them (a dict) or as Redis sends them."""
     entries = []
     for entry_id, fields in raw or ():
+        if not isinstance(fields, dict):
+            fields = dict(zip(fields[::2], fields[1::2], strict=True))
         kind = fields[b"t"].decode()
         data = fields[b"d"]
         text = orjson.loads(data)["text"] if kind == TOKEN else ""

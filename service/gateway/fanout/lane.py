@@ -8,13 +8,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 from service.contract.events import format_stream_id
 from service.contract.keys import lane_wake_key
 from service.contract.store.redis_client import AnyRedis, is_redis_failure
 from service.gateway.fanout.feed import JobFeed
 from service.gateway.fanout.frames import entries_from_reply
+from service.gateway.fanout.stream_tail import StreamsReply, StreamTail
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class LaneReader:
         self._feeds: dict[str, JobFeed] = {}  # by events key
         self._wake_cursor = "0-0"
         self._task: asyncio.Task[None] | None = None
+        self._tail = StreamTail(redis)
         self._woken = False
         # Checked by the loop too: on Python 3.11 a cancellation can be lost inside
         # redis-py's socket timeout (asyncio.wait_for, gh-86296).
@@ -88,18 +89,22 @@ class LaneReader:
             log.warning("lane wake failed", extra={"lane": self.lane, "error": repr(exc)})
 
     async def _run(self) -> None:
+        try:
+            await self._read_loop()
+        finally:
+            await self._tail.close()
+
+    async def _read_loop(self) -> None:
         failed = False
         while self._feeds and not self._stopped:
             try:
                 if failed:
                     await self._check_positions()
                     failed = False
-                streams: dict[Any, Any] = {
-                    key: format_stream_id(feed.cursor) for key, feed in self._feeds.items()
-                }
+                streams = {key: format_stream_id(feed.cursor) for key, feed in self._feeds.items()}
                 streams[self._wake_key] = self._wake_cursor
                 self._woken = False
-                reply: Any = await self._redis.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS)
+                reply = await self._tail.read(streams, READ_COUNT, READ_BLOCK_MS)
             except Exception as exc:
                 # The reader must outlive any failure: if it died, every viewer of the
                 # lane would wait forever.
@@ -116,7 +121,7 @@ class LaneReader:
                 continue
             started = time.monotonic()
             try:
-                self._dispatch(reply or ())
+                self._dispatch(reply)
             except Exception:
                 # Not one viewer's failure may stop the lane for the others.
                 log.exception("lane hand-out crashed", extra={"lane": self.lane})
@@ -138,7 +143,7 @@ class LaneReader:
             if feed.rolled_back:
                 self.remove(feed)
 
-    def _dispatch(self, reply: Any) -> None:
+    def _dispatch(self, reply: StreamsReply) -> None:
         for raw_key, raw_entries in reply:
             key = raw_key.decode()
             if key == self._wake_key:
