@@ -104,13 +104,15 @@ def connect(url: str, *, max_connections: int = 1024) -> AnyRedis:
     # Blocking: a burst of more concurrent commands than connections (a worker renewing a
     # thousand leases while a thousand jobs write) waits for a free connection instead of
     # failing with MaxConnectionsError.
+    # TCP keepalive: a Unix socket's connection class takes no such option.
+    keepalive = {} if url.startswith("unix:") else {"socket_keepalive": True}
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
         timeout=POOL_WAIT_SECONDS,
         socket_connect_timeout=5.0,
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
-        socket_keepalive=True,
+        **keepalive,
         health_check_interval=30,
         retry=_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
