@@ -182,7 +182,7 @@ class RecordingHub(FeedHub):
     """The real hub, remembering each subscription it handed out (the cursor ``C`` a viewer
     joined at, its feed and its viewer), so a row can see which case of the table it is in."""
 
-    def __init__(self, redis: AnyRedis, viewer_limit: int, history_limit: int, **kw: float) -> None:
+    def __init__(self, redis: AnyRedis, viewer_limit: int, history_limit: int, **kw: Any) -> None:
         super().__init__(redis, viewer_limit, history_limit, **kw)
         self.joined: list[Subscription] = []
 

@@ -21,7 +21,6 @@ class Batch:
     entries: list[Entry]
     frames: bytes
     terminal: bool
-    chunk: bytes = b""  # ``frames`` as one HTTP chunk, for direct writes (live batches only)
 
     @property
     def events(self) -> int:

@@ -7,7 +7,6 @@ import asyncio
 import bisect
 import logging
 import time
-from dataclasses import replace
 
 from service.contract.events import ZERO_ID, StreamId
 from service.contract.keys import job_events_key
@@ -178,16 +177,17 @@ class JobFeed:
             entries=entries,
             frames=frames,
             terminal=entries[-1].terminal,
-            chunk=http_chunk(frames),
         )
         self._remember(batch)
         self.cursor = batch.last
         self.offset = entries[-1].offset
         self.ended = batch.terminal
         now = time.monotonic()
+        # The bytes a direct write sends, framed once for every viewer.
+        chunk = http_chunk(frames)
         written = 0
         for viewer in self.viewers:
-            written += viewer.offer(batch, now)
+            written += viewer.offer(batch, chunk, now)
         if written and self._on_direct_writes is not None:
             self._on_direct_writes(batch, written)
 
@@ -230,5 +230,5 @@ class JobFeed:
             self.redis_failed()  # too long to keep: replays ask Redis
             return
         # Kept without its HTTP chunk (only live hand-out writes chunks): half the memory.
-        self._history.append(replace(batch, chunk=b""))
+        self._history.append(batch)
         self._history_lasts.append(batch.last)

@@ -40,10 +40,10 @@ class Viewer:
     needs_ping: bool = False
     abort: Callable[[], None] | None = None
 
-    def offer(self, batch: Batch, now: float) -> bool:
-        """Write a batch now if the viewer is caught up (True), else queue it; a viewer that
-        falls ``limit`` batches behind is cut off. Runs once per viewer per batch: the
-        feed counts direct writes per batch (metrics), not here."""
+    def offer(self, batch: Batch, chunk: bytes, now: float) -> bool:
+        """Write a batch now (``chunk``: its frames as an HTTP chunk) if the viewer is caught
+        up (True), else queue it; a viewer that falls ``limit`` batches behind is cut off.
+        Runs once per viewer per batch: the feed counts direct writes per batch, not here."""
         if (
             self.idle
             and batch.prev == self.position
@@ -51,7 +51,7 @@ class Viewer:
             and not self.batches
             and not self.overflowed
             and self.closed_reason is None
-            and sink.write(batch.chunk)
+            and sink.write(chunk)
         ):
             self.position = batch.last
             self.last_write = now
