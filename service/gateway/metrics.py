@@ -49,7 +49,12 @@ VIEWERS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000)
 class GatewayMetrics:
     """The gateway's metrics; ``viewers_by_job`` feeds the viewers-per-job histogram."""
 
+    DIRECT_FLUSH_SECONDS = 1.0
+    DIRECT_LAG_SECONDS = 0.01
+
     def __init__(self, viewers_by_job: Callable[[], Iterable[int]] | None = None) -> None:
+        self._direct_bytes = self._direct_events = 0
+        self._direct_flushed = self._direct_lag_sampled = time.monotonic()
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.http_requests = Counter(
             "tokenrelay_http_requests_total",
@@ -119,8 +124,8 @@ class GatewayMetrics:
         self.delivery_lag = Histogram(
             "tokenrelay_delivery_lag_seconds",
             "From an event's XADD (the time in its id) to its write to a viewer, for events "
-            "added while the viewer was connected (sampled: once per live batch the feed "
-            "writes to its caught-up viewers, at most 10 per second for each other viewer)",
+            "added while the viewer was connected (sampled: at most every 10 ms for the batches "
+            "the feeds write to caught-up viewers, 10 per second for each other viewer)",
             buckets=DELIVERY_LAG_BUCKETS,
             registry=registry,
         )
@@ -149,14 +154,31 @@ class GatewayMetrics:
         self._ready_state: bool | None = None
 
     def direct_writes(self, batch: Batch, viewers: int) -> None:
-        """Count a live batch the feed wrote to ``viewers`` caught-up viewers at once: one
-        update per batch, not per viewer (they all got the same bytes in the same pass)."""
-        size = len(batch.frames) * viewers
-        self.bytes_sent.inc(size)
-        self.direct_bytes_sent.inc(size)
-        self.events_sent.inc(batch.events * viewers)
-        lag_ms = time.time() * 1000 - _frame_ms(batch.frames, 0)
-        self.delivery_lag.observe(max(0.0, lag_ms / 1000))
+        """Count a live batch the feed wrote to ``viewers`` caught-up viewers at once.
+
+        Runs once per batch on the hot path: plain additions here, handed to the shared
+        counters at most every ``DIRECT_FLUSH_SECONDS`` and before every scrape
+        (:meth:`flush`); the lag is sampled at most every ``DIRECT_LAG_SECONDS``.
+        """
+        self._direct_bytes += len(batch.frames) * viewers
+        # Each SSE event ends with the only blank line it holds.
+        self._direct_events += batch.frames.count(b"\n\n") * viewers
+        now = time.monotonic()
+        if now - self._direct_lag_sampled >= self.DIRECT_LAG_SECONDS:
+            self._direct_lag_sampled = now
+            lag_ms = time.time() * 1000 - _frame_ms(batch.frames, 0)
+            self.delivery_lag.observe(max(0.0, lag_ms / 1000))
+        if now - self._direct_flushed >= self.DIRECT_FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the direct writes counted since the last flush to the shared counters."""
+        self._direct_flushed = time.monotonic()
+        if self._direct_bytes:
+            self.bytes_sent.inc(self._direct_bytes)
+            self.direct_bytes_sent.inc(self._direct_bytes)
+            self.events_sent.inc(self._direct_events)
+            self._direct_bytes = self._direct_events = 0
 
     def readiness(self, ready: bool) -> None:
         """Record a /readyz answer; a change of answer is counted."""

@@ -375,8 +375,9 @@ class Race:
         return hub
 
     def gateway_metric(self, name: str, labels: dict[str, str] | None = None) -> float:
-        registry = self.gateway.app[STATE].metrics.registry
-        return registry.get_sample_value(name, labels or {}) or 0.0
+        metrics = self.gateway.app[STATE].metrics
+        metrics.flush()  # as a scrape of /metrics does
+        return metrics.registry.get_sample_value(name, labels or {}) or 0.0
 
     async def resume_over_http(self, job: Job, last_event_id: StreamId | None) -> Reading:
         """A client reconnecting to the gateway from its last event id."""

@@ -45,6 +45,7 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format; readiness and the queue's figures are read from Redis now."""
     state = request.app[STATE]
     state.metrics.feeds.set(state.hub.feed_count)
+    state.metrics.flush()
     await _not_ready(state)
     await state.metrics.queue.refresh(state.redis)
     return metrics_response(state.metrics.registry)

@@ -22,11 +22,6 @@ class Batch:
     frames: bytes
     terminal: bool
 
-    @property
-    def events(self) -> int:
-        """SSE events in ``frames`` (each ends with the only blank line it holds)."""
-        return self.frames.count(b"\n\n")
-
     def after(self, position: StreamId) -> bytes:
         """The frames of the entries after ``position``: the shared bytes in the common case."""
         if position <= self.prev:
