@@ -99,9 +99,9 @@ IDLE: list[Column] = [
 ]
 PEER_FANOUT: list[Column] = [
     ("", _get("label"), "s"),
-    ("chars/CPU-s", _get("chars_per_hub_cpu_s"), ",.0f"),
-    ("ours", _ours("chars_per_hub_cpu_s"), ",.0f"),
-    ("ratio", _get("chars_per_cpu_s_ratio"), "x"),
+    ("tok/CPU-s", _get("tokens_per_hub_cpu_s"), ",.0f"),
+    ("ours", _ours("tokens_per_hub_cpu_s"), ",.0f"),
+    ("ratio", _get("tokens_per_cpu_s_ratio"), "x"),
     ("p99 ms", _get("e2e_p99_ms"), ".1f"),
     ("ours e2e", _ours("e2e_p99_ms"), ".1f"),
     ("ratio", _get("e2e_p99_ratio"), "x"),

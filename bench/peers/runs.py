@@ -207,9 +207,12 @@ async def run_resumable_fanout(
         "exact": report["exact"] / viewers,
         "cutoffs": report["cutoffs"],
         "mismatches": report["mismatches"],
+        # Every token of the stream to each viewer that ended exact, as for the others.
+        "tokens_delivered": report["exact"] * tokens,
     }
     figures.update(latency_figures(report, "lat", "lat_stamp_ms"))
     figures.update(latency_figures(report, "e2e", "lat_stamp_ms"))
     figures.update(process_figures(report, window, rss_idle, rss_connected, rss_peak, viewers))
+    figures.update(token_figures(figures))
     figures.update(redis_figures(info_before, info_after, tokens))
     return figures
