@@ -10,6 +10,7 @@ writes batches that start exactly at the position straight to the socket (``View
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -150,12 +151,13 @@ async def _follow(viewer: Viewer, send: Write) -> str:
         if not (viewer.batches or viewer.overflowed or viewer.needs_ping or viewer.finished) and (
             viewer.closed_reason is None
         ):
-            viewer.wake.clear()
             viewer.idle = True
+            viewer.waiter = waiter = asyncio.get_running_loop().create_future()
             try:
-                await viewer.wake.wait()
+                await waiter
             finally:
                 viewer.idle = False
+                viewer.waiter = None
         if viewer.finished:
             return "terminal"
         if viewer.overflowed:
@@ -166,8 +168,8 @@ async def _follow(viewer: Viewer, send: Write) -> str:
             continue
         chunks: list[bytes] = []
         terminal = False
-        while viewer.batches:
-            batch = viewer.batches.popleft()
+        batches, viewer.batches = viewer.batches, []
+        for batch in batches:
             data = batch.after(viewer.position)
             if data:
                 chunks.append(data)
