@@ -133,6 +133,11 @@ async def _serve_stream(
 
     response = EventStreamResponse(state.settings.send_timeout_seconds)
     await response.prepare(request)
+    # aiohttp arms a keep-alive timer (keepalive_timeout, an hour) when a connection opens and
+    # again after each response; while a request runs it can only fire and do nothing. Stopped
+    # for the stream (a timer handle, a libuv timer and a context per viewer); the connection
+    # stays keep-alive and the timer is armed again once the stream ends.
+    request.protocol.keep_alive(True)
     meter = ViewerMeter(state.metrics)
     stalled = False
 
