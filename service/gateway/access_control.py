@@ -148,14 +148,23 @@ class StreamSlots:
     @contextmanager
     def hold(self, who: str) -> Iterator[None]:
         """Occupy a slot for the duration of a stream; 429 when the client has too many."""
+        self.take(who)
+        try:
+            yield
+        finally:
+            self.give_back(who)
+
+    def take(self, who: str) -> None:
+        """Occupy a slot until :meth:`give_back` (``hold`` without a generator and its context
+        manager kept per stream); 429 when the client has too many."""
         if self._limit and self._open[who] >= self._limit:
             raise RateLimited(
                 f"more than {self._limit} open event streams from one client", retry_after=5
             )
         self._open[who] += 1
-        try:
-            yield
-        finally:
-            self._open[who] -= 1
-            if not self._open[who]:
-                del self._open[who]
+
+    def give_back(self, who: str) -> None:
+        """Free a slot :meth:`take` occupied."""
+        self._open[who] -= 1
+        if not self._open[who]:
+            del self._open[who]

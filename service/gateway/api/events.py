@@ -104,7 +104,12 @@ def resume_position(request: web.Request) -> tuple[StreamId, str | None]:
 
 @routes.get("/v1/jobs/{job_id}/events")
 async def events(request: web.Request) -> web.StreamResponse:
-    """Replay after the client's position, then follow live until the terminal event."""
+    """Replay after the client's position, then follow live until the terminal event.
+
+    The stream runs in this coroutine and ``stream_to_viewer``'s, nothing deeper while a
+    viewer waits: beyond aiohttp's own connection, an idle viewer's coroutine frames (and the
+    closures and context managers they hold) were most of what it cost the gateway.
+    """
     state = request.app[STATE]
     job_id = job_id_from(request)
     require_viewer(request, state.settings, state.tokens, job_id)
@@ -113,76 +118,96 @@ async def events(request: web.Request) -> web.StreamResponse:
         raise Unavailable("the gateway is shutting down; reconnect", code="shutting_down")
     address = client_address(request, state.settings)
     await state.limiter.check("stream", f"addr:{address}", state.settings.stream_rate_per_minute)
-    with state.stream_slots.hold(address):
-        return await _serve_stream(request, job_id, position, source)
+    state.stream_slots.take(address)
+    try:
+        terminal = await _terminal_of(request, job_id, source)
+        if terminal is not None and position >= terminal:
+            state.metrics.no_content.inc()
+            return web.Response(status=204)
+
+        response = EventStreamResponse(state.settings.send_timeout_seconds)
+        await response.prepare(request)
+        # aiohttp arms a keep-alive timer (keepalive_timeout, an hour) when a connection opens
+        # and again after each response; while a request runs it can only fire and do nothing.
+        # Stopped for the stream (a timer handle, a libuv timer and a context per viewer); the
+        # connection stays keep-alive and the timer is armed again once the stream ends.
+        request.protocol.keep_alive(True)
+        end = _ViewerEnd(request, response, ViewerMeter(state.metrics))
+        viewer_counts = request.app[VIEWER_COUNTS]
+        viewer_counts.join(job_id)
+        state.metrics.viewers.inc()
+        reason = "client_gone"
+        try:
+            await end.write(retry_frame(state.settings.sse_retry_ms))
+            outcome = await stream_to_viewer(
+                state.redis,
+                state.hub,
+                job_id,
+                position,
+                end.write,
+                abort=end.abort,
+                sink=direct_sink(response),  # once the headers are out, with the first write
+                on_direct_write=end.meter.wrote_direct,
+                terminal_id=terminal,
+            )
+            reason = outcome.reason
+        except ConnectionResetError:
+            reason = "send_timeout" if end.stalled else "client_gone"
+        except Exception as exc:
+            if not is_redis_failure(exc):
+                raise
+            # The response has started: no error body can follow. End the stream; the client
+            # reconnects and resumes once Redis answers again.
+            reason = "redis_error"
+            log.warning(
+                "stream ended by a redis error", extra={"job_id": job_id, "error": repr(exc)}
+            )
+        finally:
+            viewer_counts.leave(job_id)
+            state.metrics.viewers.dec()
+            state.metrics.streams_ended.labels(reason).inc()
+            end.meter.finished()
+        log.debug("viewer stream ended", extra={"job_id": job_id, "reason": reason})
+        return response
+    finally:
+        state.stream_slots.give_back(address)
 
 
-async def _serve_stream(
-    request: web.Request, job_id: str, position: StreamId, source: str | None
-) -> web.StreamResponse:
+async def _terminal_of(request: web.Request, job_id: str, source: str | None) -> StreamId | None:
+    """The job's terminal entry, None while it runs; ``job_not_found`` for no such job."""
     state = request.app[STATE]
     status, terminal_id = await state.redis.hmget(job_record_key(job_id), "status", "terminal_id")
     if status is None:
         raise await missing_job(state.redis, state.settings, job_id)
     if source is not None:
         state.metrics.resumes.labels(source).inc()
-    terminal = parse_stream_id(as_text(terminal_id)) if terminal_id is not None else None
-    if terminal is not None and position >= terminal:
-        state.metrics.no_content.inc()
-        return web.Response(status=204)
+    return parse_stream_id(as_text(terminal_id)) if terminal_id is not None else None
 
-    response = EventStreamResponse(state.settings.send_timeout_seconds)
-    await response.prepare(request)
-    # aiohttp arms a keep-alive timer (keepalive_timeout, an hour) when a connection opens and
-    # again after each response; while a request runs it can only fire and do nothing. Stopped
-    # for the stream (a timer handle, a libuv timer and a context per viewer); the connection
-    # stays keep-alive and the timer is armed again once the stream ends.
-    request.protocol.keep_alive(True)
-    meter = ViewerMeter(state.metrics)
-    stalled = False
 
-    async def write(data: bytes) -> None:
-        # No timer per write: the hub's sweeper aborts a write stuck past send_timeout.
-        await response.write(data)
-        meter.wrote(data)
+class _ViewerEnd:
+    """The client's end of a stream, as ``stream_to_viewer`` writes to it: each write counted
+    by the viewer's meter, and an abort that remembers it was a stall. Bound methods of one
+    object rather than closures: two functions and their cells per viewer cost more."""
 
-    def abort() -> None:
-        nonlocal stalled
-        stalled = True
-        if request.transport is not None:
-            request.transport.abort()
+    __slots__ = ("meter", "request", "response", "stalled")
 
-    viewer_counts = request.app[VIEWER_COUNTS]
-    viewer_counts.join(job_id)
-    state.metrics.viewers.inc()
-    reason = "client_gone"
-    try:
-        await write(retry_frame(state.settings.sse_retry_ms))
-        outcome = await stream_to_viewer(
-            state.redis,
-            state.hub,
-            job_id,
-            position,
-            write,
-            abort=abort,
-            sink=direct_sink(response),  # once the headers are out, with the first write
-            on_direct_write=meter.wrote_direct,
-            terminal_id=terminal,
-        )
-        reason = outcome.reason
-    except ConnectionResetError:
-        reason = "send_timeout" if stalled else "client_gone"
-    except Exception as exc:
-        if not is_redis_failure(exc):
-            raise
-        # The response has started: no error body can follow. End the stream; the client
-        # reconnects and resumes once Redis answers again.
-        reason = "redis_error"
-        log.warning("stream ended by a redis error", extra={"job_id": job_id, "error": repr(exc)})
-    finally:
-        viewer_counts.leave(job_id)
-        state.metrics.viewers.dec()
-        state.metrics.streams_ended.labels(reason).inc()
-        meter.finished()
-    log.debug("viewer stream ended", extra={"job_id": job_id, "reason": reason})
-    return response
+    def __init__(
+        self, request: web.Request, response: web.StreamResponse, meter: ViewerMeter
+    ) -> None:
+        self.request = request
+        self.response = response
+        self.meter = meter
+        self.stalled = False
+
+    async def write(self, data: bytes) -> None:
+        """Write to the socket; no timer per write (the hub's sweeper aborts a write stuck
+        past the send timeout)."""
+        await self.response.write(data)
+        self.meter.wrote(data)
+
+    def abort(self) -> None:
+        """Drop the connection (the sweeper, for a write stuck too long)."""
+        self.stalled = True
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()

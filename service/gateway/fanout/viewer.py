@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from service.contract.events import ZERO_ID, StreamId
 from service.gateway.fanout.batch import Batch
 from service.gateway.fanout.direct_write import DirectSink
+
+Write = Callable[[bytes], Awaitable[None]]
 
 
 @dataclass(eq=False, slots=True)
@@ -38,11 +40,32 @@ class Viewer:
     sink: DirectSink | None = None
     on_direct_write: Callable[[bytes], None] | None = None
     direct_bytes: int = 0
+    # The viewer's task writes through ``write`` (``send``); bytes it sent so.
+    write: Write | None = None
+    sent: int = 0
     # Kept by the viewer's writer and read by the hub's sweeper.
     last_write: float = field(default_factory=time.monotonic)
     write_started: float | None = None
     needs_ping: bool = False
     abort: Callable[[], None] | None = None
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing for its task to do until the feed or the sweeper wakes it."""
+        return (
+            not (self.batches or self.overflowed or self.needs_ping or self.finished)
+            and self.closed_reason is None
+        )
+
+    async def send(self, data: bytes) -> None:
+        """Write ``data`` from the viewer's task, timed for the hub's sweeper (it aborts a
+        write stuck past the send timeout: no timer per write)."""
+        assert self.write is not None
+        self.sent += len(data)
+        self.write_started = time.monotonic()
+        await self.write(data)
+        self.write_started = None
+        self.last_write = time.monotonic()
 
     def offer(self, batch: Batch, now: float) -> None:
         """Write a batch now if the viewer is caught up, else queue it; a viewer that falls
