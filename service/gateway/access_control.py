@@ -73,8 +73,8 @@ def _same_origin(request: web.Request, origin: str) -> bool:
 def install_cors(app: web.Application, settings: Settings) -> web.middleware:  # type: ignore[valid-type]
     """Refuse calls from origins not allowed; give allowed origins CORS headers on every
     response, including errors and event streams (added as the response is prepared, since a
-    stream's headers go out before its handler returns). Returns the middleware to install
-    outermost."""
+    stream's headers go out before its handler returns). Returns the middleware, to install
+    inside the access log's."""
     allowed = frozenset(settings.cors_origins)
 
     def cross_origin(request: web.Request) -> str | None:

@@ -17,7 +17,7 @@ from aiohttp import web
 from service.contract.jobs import is_job_id
 from service.contract.telemetry.log_context import bind_fields, unbind_fields
 from service.contract.telemetry.tracing import TRACEPARENT, Tracing, new_traceparent, trace_id_of
-from service.gateway.api.errors import Handler
+from service.gateway.api.errors import Handler, json_error
 from service.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("tokenrelay.access")
@@ -54,7 +54,8 @@ def _trace_context(request: web.Request, tracing: Tracing) -> tuple[str, str]:
 
 
 def access_log(metrics: GatewayMetrics, tracing: Tracing) -> web.middleware:  # type: ignore[valid-type]
-    """The middleware; put it first so it sees the answer every other one settled on."""
+    """The middleware; put it first so it sees the answer every other one settled on. It also
+    answers what a handler raised as JSON (``json_error``), in the same frame."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -72,7 +73,13 @@ def access_log(metrics: GatewayMetrics, tracing: Tracing) -> web.middleware:  # 
             token = bind_fields(trace_id=trace_id)
         status = 500
         try:
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            except Exception as exc:
+                answer = json_error(request, exc)
+                if answer is None:
+                    raise
+                response = answer
             status = response.status
             return response
         except web.HTTPException as exc:
