@@ -165,16 +165,33 @@ async def test_sweeper_pings_quiet_viewers_and_drops_stuck_writes() -> None:
     quiet.sweep(now=116.0, ping_seconds=15.0, send_timeout=30.0)
     assert quiet.needs_ping and waiting.done()
 
-    stuck = Viewer(limit=8, write_started=100.0, abort=lambda: aborted.append("x"))
+    stuck = Viewer(limit=8, write_started=100.0, end=_End(aborted, "x"))
     stuck.sweep(now=129.0, ping_seconds=15.0, send_timeout=30.0)
     assert aborted == []
     stuck.sweep(now=131.0, ping_seconds=15.0, send_timeout=30.0)
     assert aborted == ["x"]
 
-    cut = Viewer(limit=8, write_started=100.0, overflowed=True, abort=lambda: aborted.append("cut"))
+    cut = Viewer(limit=8, write_started=100.0, overflowed=True, end=_End(aborted, "cut"))
     cut.sweep(now=100.5, ping_seconds=15.0, send_timeout=30.0)
     assert aborted == ["x", "cut"]
     assert not cut.needs_ping
+
+
+class _End:
+    """A viewer's client end that only notes its aborts."""
+
+    def __init__(self, aborted: list[str], name: str) -> None:
+        self.aborted = aborted
+        self.name = name
+
+    async def write(self, data: bytes) -> None:
+        raise AssertionError("not written to here")
+
+    def abort(self) -> None:
+        self.aborted.append(self.name)
+
+    def wrote_direct(self, data: bytes) -> None:
+        raise AssertionError("not written to here")
 
 
 class _SlowLoads:

@@ -144,10 +144,8 @@ async def events(request: web.Request) -> web.StreamResponse:
                 state.hub,
                 job_id,
                 position,
-                end.write,
-                abort=end.abort,
+                end,
                 sink=direct_sink(response),  # once the headers are out, with the first write
-                on_direct_write=end.meter.wrote_direct,
                 terminal_id=terminal,
             )
             reason = outcome.reason
@@ -185,9 +183,9 @@ async def _terminal_of(request: web.Request, job_id: str, source: str | None) ->
 
 
 class _ViewerEnd:
-    """The client's end of a stream, as ``stream_to_viewer`` writes to it: each write counted
-    by the viewer's meter, and an abort that remembers it was a stall. Bound methods of one
-    object rather than closures: two functions and their cells per viewer cost more."""
+    """The client's end of a stream (``ViewerEnd``), as ``stream_to_viewer`` writes to it:
+    every write counted by the viewer's meter, and an abort that remembers it was a stall.
+    One small object rather than closures: functions and their cells per viewer cost more."""
 
     __slots__ = ("meter", "request", "response", "stalled")
 
@@ -211,3 +209,7 @@ class _ViewerEnd:
         transport = self.request.transport
         if transport is not None:
             transport.abort()
+
+    def wrote_direct(self, data: bytes) -> None:
+        """Count a write the feed made straight to the socket."""
+        self.meter.wrote_direct(data)

@@ -5,14 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from service.contract.events import ZERO_ID, StreamId
 from service.gateway.fanout.batch import Batch
 from service.gateway.fanout.direct_write import DirectSink
 
-Write = Callable[[bytes], Awaitable[None]]
+
+class ViewerEnd(Protocol):
+    """The client's end of a viewer's stream, one object rather than three callables (each
+    bound method or closure kept per viewer is memory per viewer)."""
+
+    async def write(self, data: bytes) -> None:
+        """Write to the client (the viewer's task); ConnectionResetError once it is gone."""
+
+    def abort(self) -> None:
+        """Drop the connection (the hub's sweeper, for a write stuck too long)."""
+
+    def wrote_direct(self, data: bytes) -> None:
+        """The feed wrote ``data`` to the client itself (``Viewer.offer``)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -38,16 +50,14 @@ class Viewer:
     idle: bool = False  # its task waits for a wake with nothing left to write
     finished: bool = False  # the terminal batch went out through a direct write
     sink: DirectSink | None = None
-    on_direct_write: Callable[[bytes], None] | None = None
     direct_bytes: int = 0
-    # The viewer's task writes through ``write`` (``send``); bytes it sent so.
-    write: Write | None = None
-    sent: int = 0
+    # The client's end: the viewer's task writes through it (``send``), the sweeper aborts it.
+    end: ViewerEnd | None = None
+    sent: int = 0  # bytes the viewer's task wrote
     # Kept by the viewer's writer and read by the hub's sweeper.
     last_write: float = field(default_factory=time.monotonic)
     write_started: float | None = None
     needs_ping: bool = False
-    abort: Callable[[], None] | None = None
 
     @property
     def quiet(self) -> bool:
@@ -60,10 +70,10 @@ class Viewer:
     async def send(self, data: bytes) -> None:
         """Write ``data`` from the viewer's task, timed for the hub's sweeper (it aborts a
         write stuck past the send timeout: no timer per write)."""
-        assert self.write is not None
+        assert self.end is not None
         self.sent += len(data)
         self.write_started = time.monotonic()
-        await self.write(data)
+        await self.end.write(data)
         self.write_started = None
         self.last_write = time.monotonic()
 
@@ -82,8 +92,8 @@ class Viewer:
             self.position = batch.last
             self.last_write = now
             self.direct_bytes += len(batch.frames)
-            if self.on_direct_write is not None:
-                self.on_direct_write(batch.frames)
+            if self.end is not None:
+                self.end.wrote_direct(batch.frames)
             if batch.terminal:
                 self.finished = True
                 self.wake()
@@ -113,8 +123,8 @@ class Viewer:
         stalled client, or a cut-off one still blocked in its last write)."""
         if self.write_started is not None:
             stuck = now - self.write_started
-            if (stuck > send_timeout or self.overflowed) and self.abort is not None:
-                self.abort()
+            if (stuck > send_timeout or self.overflowed) and self.end is not None:
+                self.end.abort()
             return
         if now - self.last_write >= ping_seconds and not self.needs_ping:
             self.needs_ping = True

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from service.contract.events import RESET, ZERO_ID, StreamId, format_stream_id
@@ -23,9 +23,11 @@ from service.gateway.fanout.feed import STORE_ROLLBACK, JobFeed
 from service.gateway.fanout.frames import PING, encode, frame
 from service.gateway.fanout.hub import FeedHub, Subscription
 from service.gateway.fanout.replay import replay_pages
-from service.gateway.fanout.viewer import Viewer, Write
+from service.gateway.fanout.viewer import Viewer, ViewerEnd
 
 log = logging.getLogger(__name__)
+
+Write = Callable[[bytes], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -49,19 +51,17 @@ async def stream_to_viewer(
     hub: FeedHub,
     job_id: str,
     position: StreamId,
-    write: Write,
+    end: ViewerEnd,
     *,
-    abort: Callable[[], None],
     sink: DirectSink | None = None,
-    on_direct_write: Callable[[bytes], None] | None = None,
     terminal_id: StreamId | None = None,
 ) -> StreamOutcome:
     """Send the viewer every event after ``position`` until the job's terminal event.
 
-    ``abort`` drops the connection: the hub's sweeper calls it for a viewer whose write has
-    been stuck too long. With a ``sink``, live batches may be written by the feed directly
-    (``on_direct_write`` is told of each); everything else goes through ``write``.
-    ``terminal_id`` is the job record's terminal entry, if it has ended.
+    Everything goes through ``end.write``, except that with a ``sink`` live batches may be
+    written by the feed directly (``end.wrote_direct`` is told of each); the hub's sweeper
+    calls ``end.abort`` for a viewer whose write has been stuck too long. ``terminal_id`` is
+    the job record's terminal entry, if it has ended.
 
     A waiting viewer holds this one coroutine frame (the replay and each round of writes are
     helpers that return before it waits again): with thousands of idle viewers, every frame
@@ -73,15 +73,13 @@ async def stream_to_viewer(
         # replay the whole job after an explicit reset instead of leaving a silent gap.
         reset = frame(position, RESET, b'{"attempt":0,"reason":"unknown_position"}')
         sent += len(reset)
-        await write(reset)
+        await end.write(reset)
         position = ZERO_ID
     while True:
         subscription = await hub.subscribe(job_id, terminal_id)
         viewer = subscription.viewer
-        viewer.write = write
-        viewer.abort = abort
+        viewer.end = end
         viewer.sink = sink
-        viewer.on_direct_write = on_direct_write
         try:
             outcome = await _catch_up(redis, subscription, position)
             while outcome is None:
@@ -103,7 +101,7 @@ async def stream_to_viewer(
         # as it now is (the reset's id 0-0 makes a reconnect start over too).
         reset = frame(ZERO_ID, RESET, b'{"attempt":0,"reason":"store_rollback"}')
         sent += len(reset)
-        await write(reset)
+        await end.write(reset)
         position, terminal_id = ZERO_ID, None
 
 
