@@ -20,7 +20,7 @@ from service.gateway.auth import require_viewer
 from service.gateway.fanout.direct_write import direct_sink
 from service.gateway.fanout.frames import retry_frame
 from service.gateway.fanout.viewer_stream import stream_to_viewer
-from service.gateway.metrics import ViewerMeter
+from service.gateway.metrics import GatewayMetrics, ViewerMeter
 from service.gateway.presence import VIEWER_COUNTS
 from service.gateway.state import STATE
 
@@ -132,7 +132,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         # Stopped for the stream (a timer handle, a libuv timer and a context per viewer); the
         # connection stays keep-alive and the timer is armed again once the stream ends.
         request.protocol.keep_alive(True)
-        end = _ViewerEnd(request, response, ViewerMeter(state.metrics))
+        end = _ViewerEnd(request, response, state.metrics)
         viewer_counts = request.app[VIEWER_COUNTS]
         viewer_counts.join(job_id)
         state.metrics.viewers.inc()
@@ -164,7 +164,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             viewer_counts.leave(job_id)
             state.metrics.viewers.dec()
             state.metrics.streams_ended.labels(reason).inc()
-            end.meter.finished()
+            end.finished()
         log.debug("viewer stream ended", extra={"job_id": job_id, "reason": reason})
         return response
     finally:
@@ -182,26 +182,27 @@ async def _terminal_of(request: web.Request, job_id: str, source: str | None) ->
     return parse_stream_id(as_text(terminal_id)) if terminal_id is not None else None
 
 
-class _ViewerEnd:
+class _ViewerEnd(ViewerMeter):
     """The client's end of a stream (``ViewerEnd``), as ``stream_to_viewer`` writes to it:
-    every write counted by the viewer's meter, and an abort that remembers it was a stall.
-    One small object rather than closures: functions and their cells per viewer cost more."""
+    every write counted (it is the viewer's meter, ``wrote_direct`` included), and an abort
+    that remembers it was a stall. One small object rather than closures and a meter apart:
+    each object and function kept per viewer is memory per viewer."""
 
-    __slots__ = ("meter", "request", "response", "stalled")
+    __slots__ = ("request", "response", "stalled")
 
     def __init__(
-        self, request: web.Request, response: web.StreamResponse, meter: ViewerMeter
+        self, request: web.Request, response: web.StreamResponse, metrics: GatewayMetrics
     ) -> None:
+        super().__init__(metrics)
         self.request = request
         self.response = response
-        self.meter = meter
         self.stalled = False
 
     async def write(self, data: bytes) -> None:
         """Write to the socket; no timer per write (the hub's sweeper aborts a write stuck
         past the send timeout)."""
         await self.response.write(data)
-        self.meter.wrote(data)
+        self.wrote(data)
 
     def abort(self) -> None:
         """Drop the connection (the sweeper, for a write stuck too long)."""
@@ -209,7 +210,3 @@ class _ViewerEnd:
         transport = self.request.transport
         if transport is not None:
             transport.abort()
-
-    def wrote_direct(self, data: bytes) -> None:
-        """Count a write the feed made straight to the socket."""
-        self.meter.wrote_direct(data)
