@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from ipaddress import ip_address
 
@@ -73,8 +73,8 @@ def _same_origin(request: web.Request, origin: str) -> bool:
 def install_cors(app: web.Application, settings: Settings) -> web.middleware:  # type: ignore[valid-type]
     """Refuse calls from origins not allowed; give allowed origins CORS headers on every
     response, including errors and event streams (added as the response is prepared, since a
-    stream's headers go out before its handler returns). Returns the middleware to install
-    outermost."""
+    stream's headers go out before its handler returns). Returns the middleware, to install
+    inside the access log's."""
     allowed = frozenset(settings.cors_origins)
 
     def cross_origin(request: web.Request) -> str | None:
@@ -83,18 +83,21 @@ def install_cors(app: web.Application, settings: Settings) -> web.middleware:  #
             return None
         return origin
 
+    # Not a coroutine: it returns the handler's own awaitable (or a ready answer) for aiohttp
+    # to await, so no frame of it stays on the stack of a request that lasts (an event
+    # stream holds its frames for hours, each one memory per viewer).
     @web.middleware
-    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def cors(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
         origin = cross_origin(request)
         if origin is None:
-            return await handler(request)
+            return handler(request)
         if origin not in allowed:
-            return error_response(
-                403, "origin_not_allowed", f"origin {origin[:100]!r} is not allowed"
+            return _answer(
+                error_response(403, "origin_not_allowed", f"origin {origin[:100]!r} is not allowed")
             )
         if request.method == "OPTIONS":
-            return web.Response(status=204)
-        return await handler(request)
+            return _answer(web.Response(status=204))
+        return handler(request)
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
         origin = cross_origin(request)
@@ -109,6 +112,10 @@ def install_cors(app: web.Application, settings: Settings) -> web.middleware:  #
 
     app.on_response_prepare.append(add_headers)
     return cors
+
+
+async def _answer(response: web.StreamResponse) -> web.StreamResponse:
+    return response
 
 
 class RateLimiter:
@@ -148,14 +155,23 @@ class StreamSlots:
     @contextmanager
     def hold(self, who: str) -> Iterator[None]:
         """Occupy a slot for the duration of a stream; 429 when the client has too many."""
+        self.take(who)
+        try:
+            yield
+        finally:
+            self.give_back(who)
+
+    def take(self, who: str) -> None:
+        """Occupy a slot until :meth:`give_back` (``hold`` without a generator and its context
+        manager kept per stream); 429 when the client has too many."""
         if self._limit and self._open[who] >= self._limit:
             raise RateLimited(
                 f"more than {self._limit} open event streams from one client", retry_after=5
             )
         self._open[who] += 1
-        try:
-            yield
-        finally:
-            self._open[who] -= 1
-            if not self._open[who]:
-                del self._open[who]
+
+    def give_back(self, who: str) -> None:
+        """Free a slot :meth:`take` occupied."""
+        self._open[who] -= 1
+        if not self._open[who]:
+            del self._open[who]

@@ -21,7 +21,6 @@ from service.gateway.api import events as api_events
 from service.gateway.api import health as api_health
 from service.gateway.api import jobs as api_jobs
 from service.gateway.api.access_log import access_log
-from service.gateway.api.errors import json_errors
 from service.gateway.api.page import add_page_routes
 from service.gateway.fanout.hub import FeedHub
 from service.gateway.metrics import GatewayMetrics
@@ -64,11 +63,11 @@ async def create_app(
         stream_slots=StreamSlots(settings.max_streams_per_client),
     )
     app = web.Application(
-        middlewares=[access_log(metrics, tracing), json_errors],
+        middlewares=[access_log(metrics, tracing)],
         client_max_size=settings.max_body_bytes,
     )
-    # Outside json_errors, so error responses get CORS headers too.
-    app.middlewares.insert(1, install_cors(app, settings))
+    # Inside the access log (which also answers errors as JSON), so its refusals are logged.
+    app.middlewares.append(install_cors(app, settings))
     app[STATE] = state
     app.add_routes(api_jobs.routes)
     app.add_routes(api_events.routes)

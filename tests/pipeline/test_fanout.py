@@ -121,10 +121,10 @@ async def test_a_viewer_that_stops_reading_is_cut_off_and_others_get_everything(
 
     async def drain_fast() -> None:
         while True:
-            await fast.wake.wait()
-            fast.wake.clear()
-            while fast.batches:
-                received.append(fast.batches.popleft())
+            fast.waiter = asyncio.get_running_loop().create_future()
+            await fast.waiter
+            received.extend(fast.batches)
+            fast.batches.clear()
 
     draining = asyncio.create_task(drain_fast())
     for n in range(40):
@@ -154,26 +154,44 @@ async def test_idle_stream_gets_pings(gateway: TestClient[Any, Any]) -> None:
     assert seen.startswith(b"retry: 200\n\n")
 
 
-def test_sweeper_pings_quiet_viewers_and_drops_stuck_writes() -> None:
+async def test_sweeper_pings_quiet_viewers_and_drops_stuck_writes() -> None:
     """One sweeper replaces a timer per viewer: pings after a quiet spell, and a write stuck
     longer than the send timeout (or still stuck after the viewer was cut off) is aborted."""
     from service.gateway.fanout.viewer import Viewer
 
     aborted: list[str] = []
-    quiet = Viewer(limit=8, last_write=100.0)
+    waiting = asyncio.get_running_loop().create_future()
+    quiet = Viewer(limit=8, last_write=100.0, waiter=waiting)
     quiet.sweep(now=116.0, ping_seconds=15.0, send_timeout=30.0)
-    assert quiet.needs_ping and quiet.wake.is_set()
+    assert quiet.needs_ping and waiting.done()
 
-    stuck = Viewer(limit=8, write_started=100.0, abort=lambda: aborted.append("x"))
+    stuck = Viewer(limit=8, write_started=100.0, end=_End(aborted, "x"))
     stuck.sweep(now=129.0, ping_seconds=15.0, send_timeout=30.0)
     assert aborted == []
     stuck.sweep(now=131.0, ping_seconds=15.0, send_timeout=30.0)
     assert aborted == ["x"]
 
-    cut = Viewer(limit=8, write_started=100.0, overflowed=True, abort=lambda: aborted.append("cut"))
+    cut = Viewer(limit=8, write_started=100.0, overflowed=True, end=_End(aborted, "cut"))
     cut.sweep(now=100.5, ping_seconds=15.0, send_timeout=30.0)
     assert aborted == ["x", "cut"]
     assert not cut.needs_ping
+
+
+class _End:
+    """A viewer's client end that only notes its aborts."""
+
+    def __init__(self, aborted: list[str], name: str) -> None:
+        self.aborted = aborted
+        self.name = name
+
+    async def write(self, data: bytes) -> None:
+        raise AssertionError("not written to here")
+
+    def abort(self) -> None:
+        self.aborted.append(self.name)
+
+    def wrote_direct(self, data: bytes) -> None:
+        raise AssertionError("not written to here")
 
 
 class _SlowLoads:

@@ -272,6 +272,9 @@ class Probe:
         self.aborted_at = time.monotonic()
         self.hold.set()
 
+    def wrote_direct(self, data: bytes) -> None:
+        raise AssertionError("no direct writes without a sink")
+
     @property
     def body(self) -> bytes:
         return b"".join(self.writes)
@@ -362,11 +365,7 @@ class Race:
         self, hub: FeedHub, job: Job, position: StreamId, probe: Probe, **kw: Any
     ) -> asyncio.Task[StreamOutcome]:
         """A viewer resuming at ``position``: the events handler's own call."""
-        task = asyncio.create_task(
-            stream_to_viewer(
-                self.redis, hub, job.id, position, probe.write, abort=probe.abort, **kw
-            )
-        )
+        task = asyncio.create_task(stream_to_viewer(self.redis, hub, job.id, position, probe, **kw))
         self._tasks.append(task)
         return task
 

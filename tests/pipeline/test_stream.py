@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from service.contract.events import DONE, STATUS, TOKEN
+from service.contract.settings import Settings
+from service.contract.store.redis_client import AnyRedis
+from service.gateway.app import create_app
 from tests.conftest import RunningWorker
 from tests.jobs_api import submit, upstream_text, wait_until_ended
 from tests.sse_client import read_stream, text_of
@@ -53,3 +57,32 @@ async def worker_stream_ids(gateway: TestClient[Any, Any], job_id: str) -> list[
 
     redis = gateway.app[STATE].redis
     return [entry_id.decode() for entry_id, _ in await redis.xrange(job_events_key(job_id))]
+
+
+async def test_a_kept_alive_connection_serves_on_after_a_stream_and_idles_out(
+    settings: Settings, redis: AnyRedis, worker: RunningWorker
+) -> None:
+    """The stream stops aiohttp's keep-alive timer while it runs: afterwards the connection
+    still takes the next request, and still closes once idle for ``keepalive_timeout``."""
+    server = TestServer(await create_app(settings, redis))
+    await server.start_server(keepalive_timeout=0.5)
+    async with TestClient(server) as gateway:
+        job = await submit(gateway, "a short one\n#sim tokens=5")
+        await wait_until_ended(gateway, job["id"])
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        try:
+            for path in (job["events_url"], "/healthz"):
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+                async with asyncio.timeout(5):
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    assert head.startswith(b"HTTP/1.1 200"), head
+                    if b"chunked" in head.lower():
+                        body = await reader.readuntil(b"\r\n0\r\n\r\n")
+                        assert b"event: done" in body
+                    else:
+                        length = int(head.lower().split(b"content-length: ")[1].split(b"\r")[0])
+                        await reader.readexactly(length)
+            async with asyncio.timeout(5):
+                assert await reader.read() == b""  # closed by the server, idle
+        finally:
+            writer.close()

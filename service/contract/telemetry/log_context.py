@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 _FIELDS: ContextVar[dict[str, object] | None] = ContextVar("tokenrelay_log_fields", default=None)
 
@@ -19,12 +19,23 @@ _FIELDS: ContextVar[dict[str, object] | None] = ContextVar("tokenrelay_log_field
 @contextmanager
 def log_fields(**fields: object) -> Iterator[dict[str, object]]:
     """Bind ``fields`` (on top of the ones already bound) until the block ends."""
-    bound = {**(_FIELDS.get() or {}), **fields}
-    token = _FIELDS.set(bound)
+    token = bind_fields(**fields)
     try:
-        yield bound
+        yield _FIELDS.get() or {}
     finally:
-        _FIELDS.reset(token)
+        unbind_fields(token)
+
+
+def bind_fields(**fields: object) -> Token[dict[str, object] | None]:
+    """Bind ``fields`` (on top of the ones already bound) until :func:`unbind_fields`: the
+    block of ``log_fields`` without its generator and context manager, for a request that
+    may stay open for hours (the gateway's event streams)."""
+    return _FIELDS.set({**(_FIELDS.get() or {}), **fields})
+
+
+def unbind_fields(token: Token[dict[str, object] | None]) -> None:
+    """Restore the fields bound before :func:`bind_fields` returned ``token``."""
+    _FIELDS.reset(token)
 
 
 def update_fields(**fields: object) -> None:

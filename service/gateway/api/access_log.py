@@ -15,9 +15,9 @@ from typing import Final
 from aiohttp import web
 
 from service.contract.jobs import is_job_id
-from service.contract.telemetry.log_context import log_fields
+from service.contract.telemetry.log_context import bind_fields, unbind_fields
 from service.contract.telemetry.tracing import TRACEPARENT, Tracing, new_traceparent, trace_id_of
-from service.gateway.api.errors import Handler
+from service.gateway.api.errors import Handler, json_error
 from service.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("tokenrelay.access")
@@ -54,7 +54,8 @@ def _trace_context(request: web.Request, tracing: Tracing) -> tuple[str, str]:
 
 
 def access_log(metrics: GatewayMetrics, tracing: Tracing) -> web.middleware:  # type: ignore[valid-type]
-    """The middleware; put it first so it sees the answer every other one settled on."""
+    """The middleware; put it first so it sees the answer every other one settled on. It also
+    answers what a handler raised as JSON (``json_error``), in the same frame."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -63,37 +64,46 @@ def access_log(metrics: GatewayMetrics, tracing: Tracing) -> web.middleware:  # 
         method = request.method if request.method in _METHODS else "OTHER"
         trace_id, traceparent = _trace_context(request, tracing)
         request[REQUEST_TRACEPARENT] = traceparent
-        fields: dict[str, object] = {"trace_id": trace_id}
         job_id = request.match_info.get("job_id")
+        # Bound and unbound by hand, not with log_fields: an event stream keeps this frame
+        # for hours, and the generator and context manager would stay with it.
         if job_id is not None and is_job_id(job_id):
-            fields["job_id"] = job_id
+            token = bind_fields(trace_id=trace_id, job_id=job_id)
+        else:
+            token = bind_fields(trace_id=trace_id)
         status = 500
-        with log_fields(**fields):
+        try:
             try:
                 response = await handler(request)
-                status = response.status
-                return response
-            except web.HTTPException as exc:
-                status = exc.status
-                raise
-            except asyncio.CancelledError:
-                status = _CLIENT_CLOSED
-                raise
-            finally:
-                seconds = time.perf_counter() - start
-                metrics.http_requests.labels(method, route, str(status)).inc()
-                if route != EVENTS_ROUTE:
-                    metrics.http_seconds.labels(method, route).observe(seconds)
-                quiet = request.path.startswith(_QUIET_PREFIXES) and status < 400
-                log.log(
-                    logging.DEBUG if quiet else logging.INFO,
-                    "request",
-                    extra={
-                        "method": method,
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(seconds * 1000, 1),
-                    },
-                )
+            except Exception as exc:
+                answer = json_error(request, exc)
+                if answer is None:
+                    raise
+                response = answer
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = _CLIENT_CLOSED
+            raise
+        finally:
+            seconds = time.perf_counter() - start
+            metrics.http_requests.labels(method, route, str(status)).inc()
+            if route != EVENTS_ROUTE:
+                metrics.http_seconds.labels(method, route).observe(seconds)
+            quiet = request.path.startswith(_QUIET_PREFIXES) and status < 400
+            log.log(
+                logging.DEBUG if quiet else logging.INFO,
+                "request",
+                extra={
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 1),
+                },
+            )
+            unbind_fields(token)
 
     return middleware

@@ -21,39 +21,40 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Map domain errors, aiohttp's HTTP errors and Redis outages to JSON responses."""
-    try:
-        return await handler(request)
-    except TokenRelayError as exc:
+def json_error(request: web.Request, exc: Exception) -> web.Response | None:
+    """The JSON answer to an exception a handler raised: domain errors, aiohttp's HTTP errors
+    (400 and up), Redis outages; None for anything else (the caller raises it again).
+
+    Called by the access log's middleware (``access_log.py``) in its own frame rather than
+    by a middleware of its own: an event stream keeps every middleware's frame for hours.
+    """
+    if isinstance(exc, TokenRelayError):
         response = error_response(exc.status, exc.code, exc.message)
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         return response
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            return None
         code = exc.reason.lower().replace(" ", "_")
         response = error_response(exc.status, code, exc.text or exc.reason)
         for name in ("Allow", "Retry-After"):
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
-    except OutOfMemoryError:
+    if isinstance(exc, OutOfMemoryError):
         log.error("redis is out of memory", extra={"path": request.path})
         response = error_response(
             503, "redis_out_of_memory", "the job store is full; nothing was accepted"
         )
         response.headers["Retry-After"] = "5"
         return response
-    except Exception as exc:
-        if not is_redis_failure(exc):
-            raise
-        log.warning(
-            "redis unavailable",
-            extra={"path": request.path, "error": f"{type(exc).__name__}: {exc}"},
-        )
-        response = error_response(503, "redis_unavailable", "the job store is unreachable")
-        response.headers["Retry-After"] = "1"
-        return response
+    if not is_redis_failure(exc):
+        return None
+    log.warning(
+        "redis unavailable",
+        extra={"path": request.path, "error": f"{type(exc).__name__}: {exc}"},
+    )
+    response = error_response(503, "redis_unavailable", "the job store is unreachable")
+    response.headers["Retry-After"] = "1"
+    return response

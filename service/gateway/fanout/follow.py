@@ -22,17 +22,14 @@ async def live_entries(
     shutdown, a viewer too slow to keep up). Yields an empty list after ``idle_seconds``
     without entries (time for a keepalive)."""
     while True:
-        if not viewer.batches and not viewer.overflowed and viewer.closed_reason is None:
-            viewer.wake.clear()
-            try:
-                await asyncio.wait_for(viewer.wake.wait(), timeout=idle_seconds)
-            except TimeoutError:
-                yield []
-                continue
+        quiet = not viewer.batches and not viewer.overflowed and viewer.closed_reason is None
+        if quiet and not await _woken(viewer, idle_seconds):
+            yield []
+            continue
         if viewer.overflowed:
             return
         while viewer.batches:
-            batch = viewer.batches.popleft()
+            batch = viewer.batches.pop(0)
             if batch.last <= position:
                 continue
             entries = batch.entries
@@ -44,3 +41,15 @@ async def live_entries(
                 return
         if viewer.closed_reason is not None:
             return
+
+
+async def _woken(viewer: Viewer, seconds: float) -> bool:
+    """Wait until the feed wakes the viewer (``Viewer.wake``); False after ``seconds``."""
+    viewer.waiter = waiter = asyncio.get_running_loop().create_future()
+    try:
+        await asyncio.wait_for(waiter, seconds)
+    except TimeoutError:
+        return False
+    finally:
+        viewer.waiter = None
+    return True

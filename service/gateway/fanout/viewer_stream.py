@@ -10,8 +10,8 @@ writes batches that start exactly at the position straight to the socket (``View
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -23,10 +23,9 @@ from service.gateway.fanout.feed import STORE_ROLLBACK, JobFeed
 from service.gateway.fanout.frames import PING, encode, frame
 from service.gateway.fanout.hub import FeedHub, Subscription
 from service.gateway.fanout.replay import replay_pages
-from service.gateway.fanout.viewer import Viewer
+from service.gateway.fanout.viewer import Viewer, ViewerEnd
 
 log = logging.getLogger(__name__)
-
 
 Write = Callable[[bytes], Awaitable[None]]
 
@@ -52,72 +51,73 @@ async def stream_to_viewer(
     hub: FeedHub,
     job_id: str,
     position: StreamId,
-    write: Write,
+    end: ViewerEnd,
     *,
-    abort: Callable[[], None],
     sink: DirectSink | None = None,
     terminal_id: StreamId | None = None,
 ) -> StreamOutcome:
     """Send the viewer every event after ``position`` until the job's terminal event.
 
-    ``abort`` drops the connection: the hub's sweeper calls it for a viewer whose write has
-    been stuck too long. With a ``sink``, live batches may be written by the feed directly
-    (the hub's ``on_direct_writes`` counts them); everything else goes through ``write``.
-    ``terminal_id`` is the job record's terminal entry, if it has ended.
+    Everything goes through ``end.write``, except that with a ``sink`` live batches may be
+    written by the feed directly (the hub's ``on_direct_writes`` counts them); the hub's sweeper
+    calls ``end.abort`` for a viewer whose write has been stuck too long. ``terminal_id`` is
+    the job record's terminal entry, if it has ended.
+
+    A waiting viewer holds this one coroutine frame (the replay and each round of writes are
+    helpers that return before it waits again): with thousands of idle viewers, every frame
+    and closure kept while they wait is memory per viewer.
     """
     sent = 0
-    viewer: Viewer | None = None
-
-    async def send(data: bytes) -> None:
-        nonlocal sent
-        sent += len(data)
-        if viewer is None:
-            await write(data)
-            return
-        viewer.write_started = time.monotonic()
-        await write(data)
-        viewer.write_started = None
-        viewer.last_write = time.monotonic()
-
     if not await position_known(redis, job_id, position):
         # The position is not in the stream (lost in Redis, or never there): say so, and
         # replay the whole job after an explicit reset instead of leaving a silent gap.
-        await send(frame(position, RESET, b'{"attempt":0,"reason":"unknown_position"}'))
+        reset = frame(position, RESET, b'{"attempt":0,"reason":"unknown_position"}')
+        sent += len(reset)
+        await end.write(reset)
         position = ZERO_ID
-    direct_bytes = 0
     while True:
         subscription = await hub.subscribe(job_id, terminal_id)
         viewer = subscription.viewer
-        viewer.abort = abort
+        viewer.end = end
         viewer.sink = sink
         try:
-            outcome = await _through_feed(redis, subscription, position, send)
+            outcome = await _catch_up(redis, subscription, position)
+            while outcome is None:
+                if viewer.quiet:
+                    viewer.idle = True
+                    viewer.waiter = waiter = asyncio.get_running_loop().create_future()
+                    try:
+                        await waiter
+                    finally:
+                        viewer.idle = False
+                        viewer.waiter = None
+                outcome = await _write_pending(viewer)
         finally:
             hub.unsubscribe(subscription)
-            direct_bytes += viewer.direct_bytes
-            viewer = None
+            sent += viewer.sent + viewer.direct_bytes
         if outcome != STORE_ROLLBACK:
-            return StreamOutcome(outcome, sent + direct_bytes)
+            return StreamOutcome(outcome, sent)
         # The store lost entries this viewer was sent: start over, visibly, from the stream
         # as it now is (the reset's id 0-0 makes a reconnect start over too).
-        await send(frame(ZERO_ID, RESET, b'{"attempt":0,"reason":"store_rollback"}'))
+        reset = frame(ZERO_ID, RESET, b'{"attempt":0,"reason":"store_rollback"}')
+        sent += len(reset)
+        await end.write(reset)
         position, terminal_id = ZERO_ID, None
 
 
-async def _through_feed(
-    redis: AnyRedis, subscription: Subscription, position: StreamId, send: Write
-) -> str:
-    """Replay ``(position, cursor]``, then follow the feed; how the stream ended."""
+async def _catch_up(redis: AnyRedis, subscription: Subscription, position: StreamId) -> str | None:
+    """Replay ``(position, cursor]``; "terminal" if the job's end was among it, else None and
+    the viewer's position is set for the live batches."""
     cursor = subscription.cursor
     if position < cursor:
-        finished = await _replay(redis, subscription.feed, position, cursor, send)
-        position = cursor
-        if finished:
+        send = subscription.viewer.send
+        if await _replay(redis, subscription.feed, position, cursor, send):
             return "terminal"
+        position = cursor
     elif subscription.ended:
         return "terminal"
     subscription.viewer.position = position
-    return await _follow(subscription.viewer, send)
+    return None
 
 
 async def _replay(
@@ -140,43 +140,35 @@ async def _replay(
     return False
 
 
-async def _follow(viewer: Viewer, send: Write) -> str:
-    """Write the feed's batches after the viewer's position; ping when the hub's sweeper asks
-    (only after a quiet spell). No timer per wait or per write: one sweeper serves all
-    viewers. While this waits, the feed may write batches for it (``Viewer.offer``)."""
-    while True:
-        if not (viewer.batches or viewer.overflowed or viewer.needs_ping or viewer.finished) and (
-            viewer.closed_reason is None
-        ):
-            viewer.wake.clear()
-            viewer.idle = True
-            try:
-                await viewer.wake.wait()
-            finally:
-                viewer.idle = False
-        if viewer.finished:
-            return "terminal"
-        if viewer.overflowed:
-            return "slow_viewer"
-        if viewer.needs_ping and not viewer.batches:
-            viewer.needs_ping = False
-            await send(PING)
-            continue
-        chunks: list[bytes] = []
-        terminal = False
-        while viewer.batches:
-            batch = viewer.batches.popleft()
-            data = batch.after(viewer.position)
-            if data:
-                chunks.append(data)
-            viewer.position = max(viewer.position, batch.last)
-            if batch.terminal:
-                terminal = True
-                break
-        if chunks:
-            # A viewer's pending frames go out in one write.
-            await send(b"".join(chunks))
-        if terminal:
-            return "terminal"
-        if viewer.closed_reason is not None and not viewer.batches:
-            return viewer.closed_reason
+async def _write_pending(viewer: Viewer) -> str | None:
+    """After a wake-up: write the feed's batches after the viewer's position, or a ping when
+    the hub's sweeper asked for one (only after a quiet spell: no timer per viewer); how the
+    stream ended, or None to wait again. While the viewer waits, the feed may write batches
+    for it itself (``Viewer.offer``)."""
+    if viewer.finished:
+        return "terminal"
+    if viewer.overflowed:
+        return "slow_viewer"
+    if viewer.needs_ping and not viewer.batches:
+        viewer.needs_ping = False
+        await viewer.send(PING)
+        return None
+    chunks: list[bytes] = []
+    terminal = False
+    batches, viewer.batches = viewer.batches, []
+    for batch in batches:
+        data = batch.after(viewer.position)
+        if data:
+            chunks.append(data)
+        viewer.position = max(viewer.position, batch.last)
+        if batch.terminal:
+            terminal = True
+            break
+    if chunks:
+        # A viewer's pending frames go out in one write.
+        await viewer.send(b"".join(chunks))
+    if terminal:
+        return "terminal"
+    if viewer.closed_reason is not None and not viewer.batches:
+        return viewer.closed_reason
+    return None
