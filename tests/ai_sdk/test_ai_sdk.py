@@ -249,7 +249,9 @@ async def test_a_reconnect_across_a_gateway_restart_gets_the_whole_text_once(
             await node.event("progress")
             gateway.kill()
             interrupted = await node.event("interrupted")
-            gateway.start()
+            # Off the event loop: the in-process worker and upstream keep streaming meanwhile
+            # (a blocked loop would trip the worker's upstream idle timeout and retry).
+            await asyncio.to_thread(gateway.start)
             await node.say()
             result = await node.result()
     finally:
