@@ -93,26 +93,26 @@ async def profile(
         count = jobs if mode == "fanout" else 1
         async with aiohttp.ClientSession() as session:
             prompts = [jobs_mod.prompt(i, tokens, rate) for i in range(count)]
-            jobs = await jobs_mod.submit(session, stack.base_url, prompts)
+            submitted = await jobs_mod.submit(session, stack.base_url, prompts)
             if mode == "late":
-                await stack.start_worker(first_job=jobs[0].id)
-                await jobs_mod.wait_finished(session, stack.base_url, jobs, tokens / rate + 30)
+                await stack.start_worker(first_job=submitted[0].id)
+                await jobs_mod.wait_finished(session, stack.base_url, submitted, tokens / rate + 30)
         await pool.start()
         if mode == "late":
             spy = asyncio.create_task(record(stack.gateway.pid, seconds, out))
-            await pool.open(viewer_specs(stack, jobs, viewers), concurrency=viewers)
+            await pool.open(viewer_specs(stack, submitted, viewers), concurrency=viewers)
             await spy
         elif storm:
-            await pool.open(viewer_specs(stack, jobs, viewers))
-            await stack.start_worker(first_job=jobs[0].id)
-            text = "".join(jobs_mod.upstream_tokens(jobs[0].prompt))
-            await wait_half(stack, jobs[0].id, len(text.encode()) // 2, 60)
+            await pool.open(viewer_specs(stack, submitted, viewers))
+            await stack.start_worker(first_job=submitted[0].id)
+            text = "".join(jobs_mod.upstream_tokens(submitted[0].prompt))
+            await wait_half(stack, submitted[0].id, len(text.encode()) // 2, 60)
             spy = asyncio.create_task(record(stack.gateway.pid, seconds, out))
             await pool.storm("tokenrelay")
             await spy
         else:
-            await pool.open(viewer_specs(stack, jobs, viewers))
-            await stack.start_worker(first_job=jobs[0].id)
+            await pool.open(viewer_specs(stack, submitted, viewers))
+            await stack.start_worker(first_job=submitted[0].id)
             await asyncio.sleep(1.0)
             await record(stack.gateway.pid, seconds, out)
         await pool.wait(120)
@@ -136,9 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     kind = "storm" if args.storm else "late" if args.late else "fanout"
-    asyncio.run(
-        profile(args.viewers, args.seconds, kind, args.out, jobs=args.jobs, rate=args.rate)
-    )
+    asyncio.run(profile(args.viewers, args.seconds, kind, args.out, jobs=args.jobs, rate=args.rate))
 
 
 if __name__ == "__main__":
