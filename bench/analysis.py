@@ -107,6 +107,10 @@ def analyse(
     lat_upstream: list[float] = []
     catchup: list[float] = []
     reconnect: list[float] = []
+    # A storm's reconnect in steps: drop -> connect started (the load generator's own delay),
+    # drop -> TCP connection up and request written
+    storm_open: list[float] = []
+    storm_connected: list[float] = []
     full_text: list[float] = []
     bytes_per_viewer: list[int] = []
     mismatches: list[dict[str, Any]] = []
@@ -185,6 +189,9 @@ def analyse(
             last_end = max(last_end, conn.t_end)
             if conn.reason == "storm" and t_drop is not None and conn.t_headers:
                 reconnect.append(conn.t_headers - t_drop)
+                storm_open.append(conn.t_open - t_drop)
+                if conn.t_connected:
+                    storm_connected.append(conn.t_connected - t_drop)
         text = "".join(parts)
         bytes_per_viewer.append(sum(c.raw_bytes for c in viewer.conns))
         totals["done"] += viewer.done
@@ -214,6 +221,8 @@ def analyse(
         "lat_upstream_ms": _sample(lat_upstream, limit, rng),
         "catchup_s": catchup,
         "reconnect_s": reconnect,
+        "storm_open_s": storm_open,
+        "storm_connected_s": storm_connected,
         "full_text_s": full_text,
         "bytes_per_viewer": bytes_per_viewer,
         "mismatches": mismatches,

@@ -46,6 +46,7 @@ class Conn:
     reason: str  # "first", "storm" (dropped and resumed), "cutoff" (server ended it early)
     last_event_id: str | None
     t_open: float = field(default_factory=time.time)
+    t_connected: float = 0.0  # the TCP connection is up and the request written
     t_headers: float = 0.0
     t_end: float = 0.0
     status: int = 0
@@ -105,6 +106,7 @@ class SSEProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.viewer.transport = self.transport
         self.transport.write(self.request)
+        self.conn.t_connected = time.time()
 
     def _sink(self, piece: bytes) -> None:
         conn = self.conn
@@ -211,12 +213,19 @@ class LoadGen:
             lines.append(f"Last-Event-ID: {last_id}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
-    async def connect(self, viewer: Viewer, reason: str, delay: float = 0.0) -> None:
-        """Open one connection for ``viewer`` (resuming from what it has) and wait for the
-        response headers."""
+    async def connect(
+        self, viewer: Viewer, reason: str, delay: float = 0.0, resume: str | None = None
+    ) -> None:
+        """Open one connection for ``viewer`` (resuming from what it has, or from ``resume``
+        when the caller worked that out already) and wait for the response headers."""
         if delay:
             await asyncio.sleep(delay)
-        last_id = viewer.resume_id() if viewer.conns else viewer.spec.get("last_event_id")
+        if resume is not None:
+            last_id: str | None = resume
+        elif viewer.conns:
+            last_id = viewer.resume_id()
+        else:
+            last_id = viewer.spec.get("last_event_id")
         conn = Conn(reason=reason, last_event_id=last_id)
         if viewer.marked:
             conn.marks = []
@@ -322,6 +331,9 @@ class LoadGen:
             key = head_key(viewer, mode)
             if key is not None and (head is None or key > head):
                 head = key
+        # What each viewer resends is known at the drop (EventSource keeps lastEventId as it
+        # goes): worked out before the clock starts, not in the reconnects' time.
+        resume = {id(viewer): viewer.resume_id() for viewer in live}
         self.t_drop = time.time()
         for viewer in live:
             conn = viewer.conns[-1]
@@ -331,7 +343,7 @@ class LoadGen:
             if viewer.transport is not None:
                 viewer.transport.abort()
         for viewer in live:
-            self._spawn(self.connect(viewer, "storm"))
+            self._spawn(self.connect(viewer, "storm", resume=resume[id(viewer)]))
         return {"t_drop": self.t_drop, "head": head, "dropped": len(live)}
 
     async def cmd_report(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,3 +116,58 @@ class PeakRss:
                 await self._task
         self.peak = max(self.peak, self._rss())
         return self.peak
+
+
+class Timeline:
+    """Per-core busy time and the CPU of named processes, sampled in the background every
+    ``every`` seconds, so that a window known only afterwards (a storm's catch-up, from the
+    drop to the last viewer caught up) can be read off: :meth:`window`."""
+
+    def __init__(self, pids: dict[str, list[int]], every: float = 0.05) -> None:
+        self.pids = pids
+        self.every = every
+        # (wall time, per-core (busy, total) seconds, CPU seconds per name)
+        self.samples: list[tuple[float, dict[int, tuple[float, float]], dict[str, float]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def _sample(self) -> None:
+        cpu = {name: sum(cpu_seconds(p) for p in pids) for name, pids in self.pids.items()}
+        self.samples.append((time.time(), core_times(), cpu))
+
+    async def _run(self) -> None:
+        while True:
+            self._sample()
+            await asyncio.sleep(self.every)
+
+    def start(self) -> None:
+        """Begin sampling."""
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop sampling (with a last sample)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._sample()
+
+    def window(self, start: float, end: float) -> dict[str, float]:
+        """Busy share of each core (``core<n>_busy``), and the CPU seconds of each named
+        process (``<name>_cpu_s``) with the share of a core that is (``<name>_cpu_share``),
+        between the samples around ``start`` and ``end`` (wall-clock times); empty without
+        two such samples."""
+        before = [s for s in self.samples if s[0] <= start]
+        after = [s for s in self.samples if s[0] >= end]
+        if not before or not after:
+            return {}
+        (t0, cores0, cpu0), (t1, cores1, cpu1) = before[-1], after[0]
+        out: dict[str, float] = {}
+        for core, (busy, total) in cores1.items():
+            busy0, total0 = cores0.get(core, (busy, total))
+            if total > total0:
+                out[f"core{core}_busy"] = round((busy - busy0) / (total - total0), 3)
+        for name, seconds in cpu1.items():
+            used = seconds - cpu0.get(name, seconds)
+            out[f"{name}_cpu_s"] = round(used, 3)
+            out[f"{name}_cpu_share"] = round(used / (t1 - t0), 3)
+        return out

@@ -76,9 +76,17 @@ STORM: list[Column] = [
     ("p99 s", _get("catchup_p99_s"), ".3f"),
     ("max s", _get("catchup_max_s"), ".3f"),
     ("reconnect p99 s", _get("reconnect_p99_s"), ".3f"),
+    ("connect p99 s", _get("connect_p99_s"), ".3f"),
     ("exact", _get("exact"), "%"),
     ("conns", _get("connections"), ".0f"),
     ("hub CPU s", _get("hub_cpu_s"), ".2f"),
+    # during the catch-up (drop -> p99 caught up): each core's busy share, the share of a
+    # core the hub used and its CPU seconds, the load generator's share
+    ("core0", _get("catchup_core0_busy"), "%"),
+    ("core1", _get("catchup_core1_busy"), "%"),
+    ("hub", _get("catchup_hub_cpu_share"), "%"),
+    ("its CPU s", _get("catchup_hub_cpu_s"), ".2f"),
+    ("loadgen", _get("catchup_loadgen_cpu_share"), "%"),
 ]
 LATE: list[Column] = [
     ("viewers", _get("viewers"), "d"),

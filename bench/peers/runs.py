@@ -14,7 +14,7 @@ from bench.figures import latency_figures, process_figures, redis_figures, token
 from bench.peers.hubs import NchanHub, ResumableHub
 from bench.peers.publish import Publisher
 from bench.pool import LoadPool
-from bench.procstat import CpuWindow, PeakRss, rss_bytes
+from bench.procstat import CpuWindow, PeakRss, Timeline, rss_bytes
 from bench.scenarios.live import SAMPLED_VIEWERS
 from bench.scenarios.storm import STORM_RATE, STORM_TOKENS, storm_figures
 from bench.stack import Stack
@@ -136,6 +136,7 @@ async def run_nchan_storm(viewers: int, workdir: Path, cores: Cores) -> dict[str
             {"hub": [hub.worker_pid], "redis": [stack.redis_child.pid], "loadgen": pool.pids}
         )
         window.begin()
+        timeline = Timeline(window.pids)
         async with aiohttp.ClientSession() as session:
             publisher = Publisher(session, f"http://127.0.0.1:{hub.port}")
             publishing = asyncio.create_task(publisher.run(texts, STORM_RATE))
@@ -144,9 +145,11 @@ async def run_nchan_storm(viewers: int, workdir: Path, cores: Cores) -> dict[str
                     publishing.result()
                     break
                 await asyncio.sleep(0.01)
+            timeline.start()
             storm = await pool.storm("peer")
             await publishing
         await pool.wait(60)
+        await timeline.stop()
         window.end()
         expected = {name: "".join(toks) for name, toks in texts.items()}
         report = await pool.report({"mode": "peer", "expected": expected, "head": storm["head"]})
@@ -155,7 +158,7 @@ async def run_nchan_storm(viewers: int, workdir: Path, cores: Cores) -> dict[str
         await stack.stop()
     return {
         "label": f"Nchan: {viewers} viewers, 4,000-message channel",
-        **storm_figures(report, storm, window, viewers),
+        **storm_figures(report, storm, window, viewers, timeline),
     }
 
 

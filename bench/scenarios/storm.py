@@ -18,7 +18,7 @@ from bench import jobs as jobs_mod
 from bench.context import Context
 from bench.figures import latency_figures
 from bench.pool import LoadPool
-from bench.procstat import CpuWindow
+from bench.procstat import CpuWindow, Timeline
 from bench.stack import Stack
 from bench.stats import percentile
 from service.contract.keys import job_output_key
@@ -33,9 +33,18 @@ def storm_viewers(ctx: Context) -> int:
 
 
 def storm_figures(
-    report: dict[str, Any], storm: dict[str, Any], window: CpuWindow, viewers: int
+    report: dict[str, Any],
+    storm: dict[str, Any],
+    window: CpuWindow,
+    viewers: int,
+    timeline: Timeline | None = None,
 ) -> dict[str, Any]:
-    """Catch-up times, exactness and hub CPU of a storm."""
+    """Catch-up times, exactness and hub CPU of a storm; with a ``timeline``, how busy each
+    core and process was during the catch-up (from the drop until p99 of the viewers had
+    caught up): ``catchup_core0_busy`` near 1 with ``catchup_loadgen_cpu_share`` high means
+    the load side held the reconnects back, ``catchup_hub_cpu_share`` near 1 the hub;
+    ``catchup_hub_cpu_s``, the hub's CPU seconds in that time, is what the catch-up cost it
+    (a figure that other work on a shared machine moves less than the times)."""
     catchup = report["catchup_s"]
     figures: dict[str, Any] = {
         "viewers": viewers,
@@ -47,6 +56,8 @@ def storm_figures(
         # drop -> response headers of the reconnect (the rest of catch-up is the replay)
         "reconnect_p50_s": percentile(report["reconnect_s"], 50),
         "reconnect_p99_s": percentile(report["reconnect_s"], 99),
+        # drop -> the reconnect's TCP connection up and its request written (load side)
+        "connect_p99_s": percentile(report.get("storm_connected_s") or [], 99),
         "finished": report["finished"] / viewers,
         "exact": report["exact"] / viewers,
         "connections": report["connections"],
@@ -56,6 +67,11 @@ def storm_figures(
         "hub_cpu_s": window.cpu.get("hub"),
     }
     figures.update(latency_figures(report, "lat", "lat_stamp_ms"))
+    p99 = figures["catchup_p99_s"]
+    if timeline is not None and p99 is not None:
+        t_drop = storm["t_drop"]
+        shares = timeline.window(t_drop, t_drop + p99)
+        figures.update({f"catchup_{name}": value for name, value in shares.items()})
     return figures
 
 
@@ -109,10 +125,13 @@ async def run_storm(viewers: int, workdir: Path, cores: tuple[str, str] | None) 
                 }
             )
             window.begin()
+            timeline = Timeline(window.pids)
             half = len(expected_text.encode()) // 2
             await wait_half(stack, job.id, half, STORM_TOKENS / STORM_RATE + 20)
+            timeline.start()
             storm = await pool.storm("tokenrelay")
             await pool.wait(STORM_TOKENS / STORM_RATE + 60)
+            await timeline.stop()
             window.end()
             found = await jobs_mod.records(session, stack.base_url, [job])
         output = found[job.id].get("output", "")
@@ -122,7 +141,7 @@ async def run_storm(viewers: int, workdir: Path, cores: tuple[str, str] | None) 
     finally:
         await pool.close()
         await stack.stop()
-    figures = storm_figures(report, storm, window, viewers)
+    figures = storm_figures(report, storm, window, viewers, timeline)
     figures["output_is_upstream_text"] = output == expected_text
     return figures
 

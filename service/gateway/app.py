@@ -106,4 +106,5 @@ async def _end_streams(app: web.Application) -> None:
 
 
 async def _stop_feeds(app: web.Application) -> None:
+    await app[STATE].shared_reads.stop()
     await app[STATE].hub.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable
 
@@ -13,6 +14,21 @@ from service.contract.store.redis_client import connect, warm_up
 from service.gateway.app import create_app
 
 log = logging.getLogger(__name__)
+
+# The cyclic garbage collector, tuned for a process holding thousands of connections: with
+# CPython's defaults (700, 10, 10) a reconnect storm of 2,000 viewers ran three full
+# collections (~100 ms each, every object of the process) in 2.6 s, a sixth of the storm's
+# CPU. Young collections every 2,000 net allocations instead of 700, and a full one at most
+# every 50 middle ones (~1M allocations), still only when a quarter more objects are
+# long-lived since the last; what is loaded at start-up is frozen, never scanned again.
+GC_THRESHOLDS = (2_000, 10, 50)
+
+
+def tune_gc() -> None:
+    """Freeze what start-up loaded and space out full collections (``GC_THRESHOLDS``)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def serve_gateway(
@@ -51,6 +67,7 @@ async def serve_gateway(
             backlog=4096,
         )
         await site.start()
+        tune_gc()
         if ready is not None:
             ready()
         log.info("gateway listening", extra={"url": f"http://{settings.host}:{settings.port}"})

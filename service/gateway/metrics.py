@@ -152,6 +152,18 @@ class GatewayMetrics:
         if viewers_by_job is not None:
             registry.register(_ViewersPerJob(viewers_by_job))
         self._ready_state: bool | None = None
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Counter | Histogram, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once: every request counts into a labelled
+        child, and prometheus_client checks and converts the values on every ``labels``
+        call (a reconnect storm makes thousands a second). Label values here come from small
+        fixed sets, so the children are few."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def direct_writes(self, batch: Batch, viewers: int) -> None:
         """Count a live batch the feed wrote to ``viewers`` caught-up viewers at once.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -13,6 +13,7 @@ from service.contract.store.scripts import Scripts
 from service.gateway.access_control import RateLimiter, StreamSlots
 from service.gateway.fanout.hub import FeedHub
 from service.gateway.metrics import GatewayMetrics
+from service.gateway.shared_reads import SharedReads
 
 
 @dataclass(slots=True)
@@ -27,6 +28,8 @@ class GatewayState:
     metrics: GatewayMetrics
     limiter: RateLimiter
     stream_slots: StreamSlots
+    # Concurrent reads of one job's record (a reconnect storm) share one round trip.
+    shared_reads: SharedReads = field(default_factory=SharedReads)
     shutting_down: bool = False
 
 

@@ -40,6 +40,37 @@ async def test_direct_and_awaited_writes_interleave_into_one_exact_body() -> Non
     assert body == expected
 
 
+async def test_the_stream_has_a_kernel_send_timeout_while_it_lasts() -> None:
+    seen: list[int] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        sock = request.transport.get_extra_info("socket")
+        option = (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+        seen.append(sock.getsockopt(*option))
+        response = EventStreamResponse(send_timeout=7.5)
+        await response.prepare(request)
+        seen.append(sock.getsockopt(*option))
+        await response.write(b"retry: 100\n\n")
+        await response.write_eof()
+        seen.append(sock.getsockopt(*option))
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    async with (
+        TestServer(app) as server,
+        aiohttp.ClientSession() as http,
+        http.get(server.make_url("/")) as response,
+    ):
+        assert response.headers["Content-Type"] == "text/event-stream"
+        assert response.headers["Cache-Control"] == "no-cache"
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        assert await response.read() == b"retry: 100\n\n"
+    # Set for the stream (unacknowledged data for 7.5 s drops the peer), then as it was.
+    assert seen == [0, 7500, 0]
+
+
 async def test_no_direct_writes_without_chunked_encoding() -> None:
     found: list[object] = []
 

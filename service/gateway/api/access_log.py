@@ -90,9 +90,9 @@ def access_log(metrics: GatewayMetrics, tracing: Tracing) -> web.middleware:  # 
             raise
         finally:
             seconds = time.perf_counter() - start
-            metrics.http_requests.labels(method, route, str(status)).inc()
+            metrics.child(metrics.http_requests, method, route, str(status)).inc()
             if route != EVENTS_ROUTE:
-                metrics.http_seconds.labels(method, route).observe(seconds)
+                metrics.child(metrics.http_seconds, method, route).observe(seconds)
             quiet = request.path.startswith(_QUIET_PREFIXES) and status < 400
             log.log(
                 logging.DEBUG if quiet else logging.INFO,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -22,7 +23,7 @@ from service.gateway.fanout.frames import retry_frame
 from service.gateway.fanout.viewer_stream import stream_to_viewer
 from service.gateway.metrics import GatewayMetrics, ViewerMeter
 from service.gateway.presence import VIEWER_COUNTS
-from service.gateway.state import STATE
+from service.gateway.state import STATE, GatewayState
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,18 @@ def resume_position(request: web.Request) -> tuple[StreamId, str | None]:
     return ZERO_ID, None
 
 
+async def job_state(state: GatewayState, job_id: str) -> tuple[Any, Any]:
+    """The job record's ``status`` and ``terminal_id``, read after this call began (requests
+    for one job arriving together, a reconnect storm, share the read: ``SharedReads``)."""
+    key = job_record_key(job_id)
+
+    async def fetch() -> list[Any]:
+        return await state.redis.hmget(key, "status", "terminal_id")
+
+    status, terminal_id = await state.shared_reads.read(("status", key), fetch)
+    return status, terminal_id
+
+
 @routes.get("/v1/jobs/{job_id}/events")
 async def events(request: web.Request) -> web.StreamResponse:
     """Replay after the client's position, then follow live until the terminal event.
@@ -163,7 +176,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         finally:
             viewer_counts.leave(job_id)
             state.metrics.viewers.dec()
-            state.metrics.streams_ended.labels(reason).inc()
+            state.metrics.child(state.metrics.streams_ended, reason).inc()
             end.finished()
         log.debug("viewer stream ended", extra={"job_id": job_id, "reason": reason})
         return response
@@ -174,11 +187,11 @@ async def events(request: web.Request) -> web.StreamResponse:
 async def _terminal_of(request: web.Request, job_id: str, source: str | None) -> StreamId | None:
     """The job's terminal entry, None while it runs; ``job_not_found`` for no such job."""
     state = request.app[STATE]
-    status, terminal_id = await state.redis.hmget(job_record_key(job_id), "status", "terminal_id")
+    status, terminal_id = await job_state(state, job_id)
     if status is None:
         raise await missing_job(state.redis, state.settings, job_id)
     if source is not None:
-        state.metrics.resumes.labels(source).inc()
+        state.metrics.child(state.metrics.resumes, source).inc()
     return parse_stream_id(as_text(terminal_id)) if terminal_id is not None else None
 
 

@@ -48,6 +48,7 @@ class JobFeed:
         # replica, a restart from an older AOF): the feed is dropped, its viewers start over.
         self.rolled_back = False
         self.viewers: set[Viewer] = set()
+        self.joins = 0  # viewers joined since its lane reader last looked (a crowd arriving)
         self.ended = False
         self._ready = asyncio.Event()
         # The stream from its start, as encoded batches, while it fits: resumes and late
@@ -67,6 +68,19 @@ class JobFeed:
     def history_entries(self) -> int | None:
         """Entries held in memory; None when replays must ask Redis."""
         return None if self._history is None else self._history_entries
+
+    def holds(self, position: StreamId) -> bool | None:
+        """Whether the job's stream has an entry ``position``, from memory; None when memory
+        cannot tell (no history kept, or past the cursor: another gateway may be ahead).
+
+        The history is the stream from its start up to the cursor, and entries are only ever
+        added after the last one, so up to the cursor it answers as an ``XRANGE`` would."""
+        if self._history is None or self.rolled_back or position > self.cursor:
+            return None
+        index = bisect.bisect_left(self._history_lasts, position)
+        if index == len(self._history):
+            return False
+        return any(entry.id == position for entry in self._history[index].entries)
 
     def replay(self, after: StreamId, until: StreamId) -> tuple[bytes, bool] | None:
         """Frames of the entries ``(after, until]`` and whether the last is terminal, from

@@ -80,6 +80,7 @@ class FeedHub:
         viewer = Viewer(limit=self._viewer_limit)
         # No await between reading the cursor and joining: the viewer misses no batch.
         feed.viewers.add(viewer)
+        feed.joins += 1
         return Subscription(viewer, feed, feed.cursor, feed.ended)
 
     async def _ready_feed(self, job_id: str, terminal_id: StreamId | None) -> JobFeed:

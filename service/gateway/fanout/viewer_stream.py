@@ -39,11 +39,27 @@ class StreamOutcome:
 
 
 async def position_known(redis: AnyRedis, job_id: str, position: StreamId) -> bool:
-    """Whether the job's stream holds the entry a viewer resumes after."""
+    """Whether the job's stream holds the entry a viewer resumes after (asks Redis)."""
     if position == ZERO_ID:
         return True
     text = format_stream_id(position)
     return bool(await redis.xrange(job_events_key(job_id), text, text, count=1))
+
+
+async def _position_in_stream(
+    redis: AnyRedis, subscription: Subscription, position: StreamId, terminal_id: StreamId | None
+) -> bool:
+    """:func:`position_known`, answered from the feed's memory when it holds the stream up to
+    the position (a reconnect storm: thousands of resumes, no round trip each). An ended
+    feed answers only while the job record still ends where it does (not run again since)."""
+    feed = subscription.feed
+    if position == ZERO_ID:
+        return True
+    if not subscription.ended or subscription.cursor == terminal_id:
+        held = feed.holds(position)
+        if held is not None:
+            return held
+    return await position_known(redis, feed.job_id, position)
 
 
 async def stream_to_viewer(
@@ -68,19 +84,23 @@ async def stream_to_viewer(
     and closure kept while they wait is memory per viewer.
     """
     sent = 0
-    if not await position_known(redis, job_id, position):
-        # The position is not in the stream (lost in Redis, or never there): say so, and
-        # replay the whole job after an explicit reset instead of leaving a silent gap.
-        reset = frame(position, RESET, b'{"attempt":0,"reason":"unknown_position"}')
-        sent += len(reset)
-        await end.write(reset)
-        position = ZERO_ID
+    check_position = True
     while True:
         subscription = await hub.subscribe(job_id, terminal_id)
         viewer = subscription.viewer
         viewer.end = end
         viewer.sink = sink
         try:
+            if check_position:
+                check_position = False
+                if not await _position_in_stream(redis, subscription, position, terminal_id):
+                    # The position is not in the stream (lost in Redis, or never there): say
+                    # so, and replay the whole job after an explicit reset instead of leaving
+                    # a silent gap.
+                    await viewer.send(
+                        frame(position, RESET, b'{"attempt":0,"reason":"unknown_position"}')
+                    )
+                    position = ZERO_ID
             outcome = await _catch_up(redis, subscription, position)
             while outcome is None:
                 if viewer.quiet:
