@@ -173,8 +173,7 @@ class GatewayMetrics:
         (:meth:`flush`); the lag is sampled at most every ``DIRECT_LAG_SECONDS``.
         """
         self._direct_bytes += len(batch.frames) * viewers
-        # Each SSE event ends with the only blank line it holds.
-        self._direct_events += batch.frames.count(b"\n\n") * viewers
+        self._direct_events += _events_in(batch.frames) * viewers
         now = time.monotonic()
         if now - self._direct_lag_sampled >= self.DIRECT_LAG_SECONDS:
             self._direct_lag_sampled = now
@@ -257,7 +256,7 @@ class ViewerMeter:
     def wrote(self, data: bytes) -> None:
         """Count one write to the viewer's socket."""
         self._bytes += len(data)
-        events = data.count(b"\ndata: ")
+        events = _events_in(data)
         now = time.monotonic()
         if events:  # else a retry: or a ping
             self._events += events
@@ -298,6 +297,11 @@ class ViewerMeter:
             offset = data.find(b"\n\nid: ", offset)
             offset = offset + 2 if offset >= 0 else -1
         return offset
+
+
+def _events_in(data: bytes) -> int:
+    """SSE events in ``data`` (pings and ``retry:`` have no data line)."""
+    return data.count(b"\ndata: ")
 
 
 def _frame_ms(data: bytes, offset: int) -> int:

@@ -12,6 +12,8 @@ the next one, sent as soon as it returns.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import copy
 from collections.abc import Awaitable, Callable, Hashable
 from types import TracebackType
 from typing import Any
@@ -40,17 +42,21 @@ class SharedReads:
             answer = asyncio.get_running_loop().create_future()
             self._next[key] = answer
             if key not in self._senders:
-                self._senders[key] = asyncio.create_task(self._send(key, fetch))
+                # A context of its own: the first caller's log fields and trace span must not
+                # follow reads sent for callers long after it finished.
+                self._senders[key] = asyncio.create_task(
+                    self._send(key, fetch), context=contextvars.Context()
+                )
         else:
             self.shared += 1
         # A caller that leaves (its client went away) does not cancel the others' read.
         result, error, traceback = await asyncio.shield(answer)
         if error is None:
             return result
-        # Every caller of a failed read raises the same exception, each from the traceback
-        # the read had (where it failed, which is_redis_failure looks at), not from the
-        # previous caller's: it would grow by every caller's frames.
-        raise error.with_traceback(traceback)
+        # Every caller of a failed read raises a copy of its exception, each from the traceback
+        # the read had (where it failed, which is_redis_failure looks at): one object raised
+        # in many tasks would collect every caller's frames and context.
+        raise copy.copy(error).with_traceback(traceback)
 
     async def stop(self) -> None:
         """Cancel the reads in flight (their callers get the cancellation)."""

@@ -191,9 +191,6 @@ class _End:
     def abort(self) -> None:
         self.aborted.append(self.name)
 
-    def wrote_direct(self, data: bytes) -> None:
-        raise AssertionError("not written to here")
-
 
 class _SlowLoads:
     """The hub's Redis, with feed loads (XRANGE) held until ``release`` is set."""

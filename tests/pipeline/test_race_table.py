@@ -272,9 +272,6 @@ class Probe:
         self.aborted_at = time.monotonic()
         self.hold.set()
 
-    def wrote_direct(self, data: bytes) -> None:
-        raise AssertionError("no direct writes without a sink")
-
     @property
     def body(self) -> bytes:
         return b"".join(self.writes)

@@ -243,6 +243,5 @@ class JobFeed:
         if self._history_entries > self._history_limit:
             self.redis_failed()  # too long to keep: replays ask Redis
             return
-        # Kept without its HTTP chunk (only live hand-out writes chunks): half the memory.
         self._history.append(batch)
         self._history_lasts.append(batch.last)

@@ -28,8 +28,10 @@ async def live_entries(
             continue
         if viewer.overflowed:
             return
-        while viewer.batches:
-            batch = viewer.batches.pop(0)
+        # Taken all at once (the feed queues new ones on a fresh list meanwhile): popping
+        # the head of a list one by one would cost O(n) each.
+        batches, viewer.batches = viewer.batches, []
+        for batch in batches:
             if batch.last <= position:
                 continue
             entries = batch.entries

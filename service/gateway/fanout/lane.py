@@ -57,10 +57,9 @@ class LaneReader:
         self._feeds: dict[str, JobFeed] = {}  # by events key
         self._wake_cursor = "0-0"
         self._task: asyncio.Task[None] | None = None
-        self._tail = StreamTail(redis)
         self._woken = False
-        # Checked by the loop too: on Python 3.11 a cancellation can be lost inside
-        # redis-py's socket timeout (asyncio.wait_for, gh-86296).
+        # Checked by the loop too: on Python 3.11 a cancellation can be lost inside a read's
+        # timeout (asyncio.wait_for in redis-py, asyncio.timeout in stream_tail; gh-86296).
         self._stopped = False
 
     @property
@@ -107,12 +106,14 @@ class LaneReader:
             log.warning("lane wake failed", extra={"lane": self.lane, "error": repr(exc)})
 
     async def _run(self) -> None:
+        # A connection per run: a task started after this one ended never shares it.
+        tail = StreamTail(self._redis)
         try:
-            await self._read_loop()
+            await self._read_loop(tail)
         finally:
-            await self._tail.close()
+            await tail.close()
 
-    async def _read_loop(self) -> None:
+    async def _read_loop(self, tail: StreamTail) -> None:
         failed = False
         while self._feeds and not self._stopped:
             try:
@@ -122,7 +123,7 @@ class LaneReader:
                 streams = {key: format_stream_id(feed.cursor) for key, feed in self._feeds.items()}
                 streams[self._wake_key] = self._wake_cursor
                 self._woken = False
-                reply = await self._tail.read(streams, READ_COUNT, READ_BLOCK_MS)
+                reply = await tail.read(streams, READ_COUNT, READ_BLOCK_MS)
             except Exception as exc:
                 # The reader must outlive any failure: if it died, every viewer of the
                 # lane would wait forever.

@@ -9,6 +9,11 @@ hiredis (the parser redis-py itself uses), connected with the address, credentia
 database redis-py resolved from the URL, speaking RESP2 (no ``HELLO``). Everything else goes
 through the client: a cluster routes each read by slot and follows failovers, and TLS stays
 with redis-py's own connection set-up.
+
+Unlike the client's commands, a read on the own connection is not retried: a lost connection
+is the lane reader's failure (it drops its feeds' histories and checks their positions before
+reading on), and it does not show in the Redis command metrics. The connection is outside the
+client's pool (at most one per lane per process, 64).
 """
 
 from __future__ import annotations
@@ -40,7 +45,12 @@ class StreamTail:
 
     def __init__(self, redis: AnyRedis) -> None:
         self._redis = redis
-        self._own = isinstance(redis, Redis) and _plain(redis.connection_pool.connection_class)
+        # Credentials from a provider (not the URL) stay with redis-py's connection set-up.
+        self._own = (
+            isinstance(redis, Redis)
+            and _plain(redis.connection_pool.connection_class)
+            and redis.connection_pool.connection_kwargs.get("credential_provider") is None
+        )
         self._conn: _Connection | None = None
 
     async def read(self, streams: dict[str, str], count: int, block_ms: int) -> StreamsReply:
